@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver from the published k8s.io/kubernetes Go module (see hack/kube-apiserver/go.mod)
+# and caches it under ~/.cache/buildfarm/bin, keyed by the content of go.mod and go.sum, so a second run
+# is instant and a version bump rebuilds. Prints the binary's path on stdout.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+mod_dir="$here/kube-apiserver"
+cache_dir="${BUILDFARM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/buildfarm}/bin"
+
+version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$mod_dir/go.mod")"
+key="$(cat "$mod_dir/go.mod" "$mod_dir/go.sum" | sha256sum | cut -c1-12)"
+binary="$cache_dir/kube-apiserver-$version-$key"
+
+if [[ ! -x "$binary" ]]; then
+  command -v go >/dev/null || { echo "go is not installed: install Go 1.26+ to build kube-apiserver" >&2; exit 1; }
+  mkdir -p "$cache_dir"
+  echo "building kube-apiserver $version (first run only, takes several minutes) ..." >&2
+  tmp="$(mktemp "$cache_dir/.kube-apiserver.XXXXXX")"
+  trap 'rm -f "$tmp"' EXIT
+  (cd "$mod_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  mv -f "$tmp" "$binary"
+  trap - EXIT
+fi
+echo "$binary"

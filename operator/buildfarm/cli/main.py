@@ -1,0 +1,17 @@
+"""The `buildfarm` command (also installed as `kubectl-buildfarm`, so `kubectl buildfarm ...` works)."""
+
+import click
+
+from buildfarm.cli.dev import dev
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Run and operate a buildfarm: a farm of build machines for Expo / React Native apps."""
+
+
+cli.add_command(dev)
+
+
+def main() -> None:
+    cli(prog_name="buildfarm")

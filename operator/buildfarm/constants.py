@@ -1,0 +1,23 @@
+"""Names shared by every layer: the API group, its kinds, label keys, and the kopf bookkeeping prefix."""
+
+from typing import Final
+
+GROUP: Final = "buildfarm.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+BUILD_KIND: Final = "Build"
+BUILD_PLURAL: Final = "builds"
+WORKER_KIND: Final = "Worker"
+WORKER_PLURAL: Final = "workers"
+
+# Short names avoid `bc`/`build` (OpenShift) and `bd`/`br` (Shipwright BuildRun/Build)
+BUILD_SHORT_NAMES: Final = ("bfb",)
+WORKER_SHORT_NAMES: Final = ("bfw",)
+CATEGORY: Final = "buildfarm"
+
+# The field a worker agent selects on to watch only its own builds.
+BUILD_WORKER_FIELD: Final = "status.workerName"
+
+LABEL_PREFIX: Final = "app.kubernetes.io"
+MANAGED_BY: Final = "buildfarm-operator"
