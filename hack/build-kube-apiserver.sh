@@ -8,7 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mod_dir="$here/kube-apiserver"
 cache_dir="${BUILDFARM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/buildfarm}/bin"
 
-version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$mod_dir/go.mod")"
+version="$(sed -nE 's/^[[:space:]]*(require[[:space:]]+)?k8s\.io\/kubernetes (v[^[:space:]]+).*/\2/p' "$mod_dir/go.mod")"
 key="$(cat "$mod_dir/go.mod" "$mod_dir/go.sum" | sha256sum | cut -c1-12)"
 binary="$cache_dir/kube-apiserver-$version-$key"
 

@@ -1,0 +1,1 @@
+"""API models: the single Python vocabulary of Build and Worker, mirroring crds/ (generated from here)."""

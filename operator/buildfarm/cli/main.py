@@ -2,6 +2,7 @@
 
 import click
 
+from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
 
 
@@ -10,6 +11,7 @@ def cli() -> None:
     """Run and operate a buildfarm: a farm of build machines for Expo / React Native apps."""
 
 
+dev.add_command(crds)
 cli.add_command(dev)
 
 

@@ -1,0 +1,265 @@
+"""The Build resource (namespaced, the analogue of a Pod): one app build on one worker."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import Field
+
+from buildfarm.api.meta import (
+    CONDITIONS_FIELD,
+    NAME_MAX,
+    ApiModel,
+    Condition,
+    LabelSelector,
+    Platform,
+)
+
+LOG_TAIL_MAX: Final = 16384
+
+
+class BuildPhase(StrEnum):
+    PENDING = "Pending"
+    ASSIGNED = "Assigned"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+TERMINAL_PHASES: Final = frozenset({BuildPhase.SUCCEEDED, BuildPhase.FAILED, BuildPhase.CANCELLED})
+ACTIVE_PHASES: Final = frozenset({BuildPhase.ASSIGNED, BuildPhase.RUNNING})
+
+# Fields a user may still change after creation; every other spec field is immutable.
+MUTABLE_SPEC_FIELDS: Final = ("cancel", "ttlSecondsAfterFinished")
+
+
+class ArchiveSource(ApiModel):
+    """A project archive uploaded beforehand (e.g. by `buildfarm submit`)."""
+
+    url: str = Field(
+        description="Where the worker downloads the archive (a tar.gz of the project).",
+        min_length=1,
+        max_length=2048,
+    )
+    sha256: str | None = Field(
+        default=None,
+        description="The archive's SHA-256 in hex; the worker refuses an archive that does not match.",
+        pattern=r"^[a-f0-9]{64}$",
+    )
+
+
+class GitSource(ApiModel):
+    """A git repository and revision to check out."""
+
+    url: str = Field(description="The repository's clone URL.", min_length=1, max_length=2048)
+    revision: str = Field(
+        default="HEAD",
+        description="A branch, tag or commit to build; HEAD by default.",
+        min_length=1,
+        max_length=255,
+    )
+
+
+class BuildSource(ApiModel):
+    """Where the project comes from: exactly one of archive or git."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.archive) != has(self.git)",
+                    "message": "source must set exactly one of archive or git",
+                }
+            ]
+        }
+    }
+
+    archive: ArchiveSource | None = Field(default=None, description="An uploaded project archive.")
+    git: GitSource | None = Field(default=None, description="A git repository and revision.")
+
+
+class CredentialsRef(ApiModel):
+    secret_name: str = Field(
+        description="Name of a Secret in the Build's namespace holding the signing material.",
+        min_length=1,
+        max_length=NAME_MAX,
+    )
+
+
+class BuildSpec(ApiModel):
+    """What to build and where it may run. Immutable after creation, except cancel and the TTL."""
+
+    platform: Platform = Field(description="The target platform: ios (needs a macOS worker) or android.")
+    profile: str | None = Field(
+        default=None,
+        description="The eas.json build profile to use, e.g. production; the project's default if unset.",
+        min_length=1,
+        max_length=128,
+    )
+    source: BuildSource = Field(description="Where the project comes from.")
+    credentials: CredentialsRef | None = Field(
+        default=None, description="A reference to a Secret with signing credentials."
+    )
+    worker_selector: LabelSelector | None = Field(
+        default=None,
+        description="Labels a Worker must match to run this build, e.g. an Xcode version label.",
+    )
+    priority: int = Field(
+        default=0, ge=-1000, le=1000, description="Higher runs first; builds of equal priority run FIFO."
+    )
+    timeout_seconds: int = Field(
+        default=7200, ge=60, le=86400, description="The longest a build may run before it is failed."
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="How many times the build may be assigned when infrastructure fails (not the build).",
+    )
+    cancel: bool = Field(
+        default=False,
+        description="Set to true to cancel the build; it cannot be set back to false.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self || !oldSelf", "message": "spec.cancel cannot be set back to false"}
+            ]
+        },
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        le=2592000,
+        description="Delete the build this long after it finished; kept forever if unset.",
+    )
+
+
+class Artifact(ApiModel):
+    name: str = Field(description="The artifact's file name, e.g. app.ipa.", min_length=1, max_length=255)
+    size: int = Field(ge=0, description="Size in bytes.")
+    sha256: str = Field(description="SHA-256 of the content in hex.", pattern=r"^[a-f0-9]{64}$")
+    location: str = Field(description="Where to download the artifact.", min_length=1, max_length=2048)
+
+
+class BuildStatus(ApiModel):
+    """What the operator and the worker agent observed. Written through the status subresource."""
+
+    phase: BuildPhase | None = Field(
+        default=None,
+        description="Pending, Assigned, Running, Succeeded, Failed or Cancelled; the last three are final.",
+    )
+    worker_name: str = Field(
+        default="",
+        max_length=NAME_MAX,
+        description="The Worker this attempt is assigned to; empty while pending.",
+    )
+    attempt: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Increases with each assignment; agents present it as a fencing token on every write.",
+    )
+    queued_at: datetime | None = Field(default=None, description="When the build entered the queue.")
+    assigned_at: datetime | None = Field(default=None, description="When the current attempt was assigned.")
+    started_at: datetime | None = Field(default=None, description="When the worker started the build.")
+    finished_at: datetime | None = Field(default=None, description="When the build reached a final phase.")
+    reason: str = Field(
+        default="",
+        max_length=128,
+        description="A CamelCase word that says why the build is in its phase, e.g. NoMatchingWorker.",
+    )
+    message: str = Field(default="", max_length=4096, description="A sentence for humans about the phase.")
+    artifacts: list[Artifact] = Field(
+        default_factory=list, max_length=64, description="Files the build produced."
+    )
+    log_tail: str = Field(
+        default="", max_length=LOG_TAIL_MAX, description="The last lines of the build log (bounded)."
+    )
+    conditions: list[Condition] = CONDITIONS_FIELD
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation the operator last acted on."
+    )
+
+
+def _immutable_spec_rules() -> list[dict[str, str]]:
+    """One transition rule per immutable spec field, so the error names the field."""
+    rules = []
+    for name, field in BuildSpec.model_fields.items():
+        key = field.alias or name
+        if key in MUTABLE_SPEC_FIELDS:
+            continue
+        if field.is_required() or field.default is not None:
+            rule = f"self.{key} == oldSelf.{key}"
+        else:
+            rule = (
+                f"has(self.{key}) == has(oldSelf.{key}) && (!has(self.{key}) || self.{key} == oldSelf.{key})"
+            )
+        rules.append({"rule": rule, "message": f"spec.{key} is immutable after creation"})
+    return rules
+
+
+_TERMINAL = "['Succeeded', 'Failed', 'Cancelled']"
+_OLD_PHASE = "oldSelf.?status.?phase.orValue('')"
+_NEW_PHASE = "self.?status.?phase.orValue('')"
+_OLD_WORKER = "oldSelf.?status.?workerName.orValue('')"
+_NEW_WORKER = "self.?status.?workerName.orValue('')"
+_OLD_ATTEMPT = "oldSelf.?status.?attempt.orValue(0)"
+_NEW_ATTEMPT = "self.?status.?attempt.orValue(0)"
+
+# Rules the API server enforces on every write, whoever the writer is (operator, agent, kubectl).
+BUILD_RULES: Final[list[dict[str, Any]]] = [
+    {
+        "rule": f"!({_OLD_PHASE} in {_TERMINAL}) || {_NEW_PHASE} == {_OLD_PHASE}",
+        "message": "status.phase is final once Succeeded, Failed or Cancelled",
+        "reason": "FieldValueForbidden",
+        "fieldPath": ".status.phase",
+    },
+    {
+        "rule": f"{_NEW_ATTEMPT} >= {_OLD_ATTEMPT}",
+        "message": "status.attempt cannot decrease",
+        "reason": "FieldValueForbidden",
+        "fieldPath": ".status.attempt",
+    },
+    {
+        "rule": f"{_NEW_WORKER} == '' || {_NEW_WORKER} == {_OLD_WORKER} || {_NEW_ATTEMPT} > {_OLD_ATTEMPT}",
+        "message": "status.workerName can only be set or changed together with an increase of status.attempt "
+        "(the build is already assigned for this attempt)",
+        "reason": "FieldValueForbidden",
+        "fieldPath": ".status.workerName",
+    },
+    {
+        "rule": f"!({_NEW_PHASE} in ['Assigned', 'Running']) || {_NEW_WORKER} != ''",
+        "message": "status.workerName must be set while the build is Assigned or Running",
+        "reason": "FieldValueRequired",
+        "fieldPath": ".status.workerName",
+    },
+]
+
+
+class Build(ApiModel):
+    """A build of an Expo / React Native app for one platform."""
+
+    api_version: str = Field(default="buildfarm.dev/v1alpha1")
+    kind: str = Field(default="Build")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: BuildSpec
+    status: BuildStatus = Field(default_factory=BuildStatus)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.metadata.get("resourceVersion", ""))
+
+    @property
+    def generation(self) -> int:
+        return int(self.metadata.get("generation", 0))
+
+
+BUILD_SPEC_RULES: Final = _immutable_spec_rules()

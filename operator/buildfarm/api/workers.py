@@ -1,0 +1,82 @@
+"""The Worker resource (cluster-scoped, the analogue of a Node): one build machine and its agent."""
+
+from typing import Any, Final
+
+from pydantic import Field
+
+from buildfarm.api.meta import CONDITIONS_FIELD, ApiModel, Condition, ConditionStatus, Platform
+
+READY: Final = "Ready"
+
+
+class WorkerSpec(ApiModel):
+    """What the machine offers to the scheduler; selection labels are plain metadata labels."""
+
+    platforms: list[Platform] = Field(
+        min_length=1,
+        max_length=2,
+        description="Platforms this worker builds: ios needs macOS with Xcode; android needs the SDK.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    capacity: int = Field(default=1, ge=1, le=64, description="How many builds may run here at once.")
+    unschedulable: bool = Field(
+        default=False, description="Cordon: when true, no new build is assigned here; running ones finish."
+    )
+
+
+class WorkerCapabilities(ApiModel):
+    """What the agent found on the machine, reported at registration and kept current."""
+
+    os_version: str = Field(default="", max_length=128, description="Operating system and version.")
+    xcode_versions: list[str] = Field(
+        default_factory=list, max_length=16, description="Installed Xcode versions, e.g. 16.2."
+    )
+    cpu_cores: int | None = Field(default=None, ge=0, description="Number of CPU cores.")
+    memory_bytes: int | None = Field(default=None, ge=0, description="Physical memory in bytes.")
+    free_disk_bytes: int | None = Field(default=None, ge=0, description="Free disk space in bytes.")
+    agent_version: str = Field(default="", max_length=64, description="Version of the buildfarm agent.")
+
+
+class WorkerStatus(ApiModel):
+    """What the agent and the operator observed. Heartbeats live in a Lease, not here."""
+
+    conditions: list[Condition] = CONDITIONS_FIELD
+    capabilities: WorkerCapabilities = Field(
+        default_factory=WorkerCapabilities, description="What the agent reports about the machine."
+    )
+    active_builds: int = Field(default=0, ge=0, description="Builds assigned here that are not finished.")
+    builds_succeeded: int = Field(default=0, ge=0, description="Builds that succeeded here, in total.")
+    builds_failed: int = Field(default=0, ge=0, description="Builds that failed here, in total.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation last acted on."
+    )
+
+
+class Worker(ApiModel):
+    """A build machine (usually a Mac) that runs an agent outside the cluster."""
+
+    api_version: str = Field(default="buildfarm.dev/v1alpha1")
+    kind: str = Field(default="Worker")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: WorkerSpec
+    status: WorkerStatus = Field(default_factory=WorkerStatus)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.metadata.get("labels") or {})
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.metadata.get("resourceVersion", ""))
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.status.conditions if c.type == type_), None)
+
+    @property
+    def ready(self) -> bool:
+        cond = self.condition(READY)
+        return cond is not None and cond.status == ConditionStatus.TRUE
