@@ -254,8 +254,17 @@ class Build(ApiModel):
         return str(self.metadata.get("namespace", ""))
 
     @property
+    def uid(self) -> str:
+        return str(self.metadata.get("uid", ""))
+
+    @property
     def resource_version(self) -> str:
         return str(self.metadata.get("resourceVersion", ""))
+
+    @property
+    def created(self) -> str:
+        """creationTimestamp as RFC 3339 text, which sorts in time order."""
+        return str(self.metadata.get("creationTimestamp", ""))
 
     @property
     def generation(self) -> int:

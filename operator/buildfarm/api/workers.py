@@ -1,5 +1,6 @@
 """The Worker resource (cluster-scoped, the analogue of a Node): one build machine and its agent."""
 
+from datetime import datetime
 from typing import Any, Final
 
 from pydantic import Field
@@ -37,12 +38,34 @@ class WorkerCapabilities(ApiModel):
     agent_version: str = Field(default="", max_length=64, description="Version of the buildfarm agent.")
 
 
+class Reservation(ApiModel):
+    """A slot of this worker held for one attempt of one build (see docs/assignment-protocol.md)."""
+
+    namespace: str = Field(description="Namespace of the build.", max_length=63)
+    name: str = Field(description="Name of the build.", max_length=253)
+    uid: str = Field(
+        max_length=64, description="UID of the build, so a re-created build of the same name is not confused."
+    )
+    attempt: int = Field(ge=1, description="The attempt number the slot is held for.")
+    reserved_at: datetime = Field(description="When the slot was reserved.")
+
+    def key(self) -> tuple[str, str, str]:
+        return (self.namespace, self.name, self.uid)
+
+
 class WorkerStatus(ApiModel):
     """What the agent and the operator observed. Heartbeats live in a Lease, not here."""
 
     conditions: list[Condition] = CONDITIONS_FIELD
     capabilities: WorkerCapabilities = Field(
         default_factory=WorkerCapabilities, description="What the agent reports about the machine."
+    )
+    reservations: list[Reservation] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Slots held by the operator, one per build attempt assigned or being assigned here. "
+        "Written only with resourceVersion preconditions; this is the lock that keeps two operators from "
+        "filling the same free slot.",
     )
     active_builds: int = Field(default=0, ge=0, description="Builds assigned here that are not finished.")
     builds_succeeded: int = Field(default=0, ge=0, description="Builds that succeeded here, in total.")

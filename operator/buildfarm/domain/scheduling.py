@@ -1,0 +1,167 @@
+"""The scheduler as a pure function of a snapshot (after kueue): which pending build goes where, and why
+the others wait.
+
+Order: priority (higher first), then creation time (FIFO), then namespace/name for a total order.
+A worker can take a build when it is Ready, not cordoned, lists the build's platform, matches the build's
+workerSelector and has a free slot. Nothing here does I/O; the operator acts on the Plan.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from buildfarm.api.builds import Build, BuildPhase
+from buildfarm.api.workers import Reservation, Worker
+from buildfarm.domain import selectors
+from buildfarm.domain.reservations import BuildRef, SlotState, can_roll_forward, is_active_on, slot_state
+
+
+class WaitReason(StrEnum):
+    NO_MATCHING_WORKER = "NoMatchingWorker"
+    WORKER_NOT_READY = "WorkerNotReady"
+    WORKER_BUSY = "WorkerBusy"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    builds: Sequence[Build]
+    workers: Sequence[Worker]
+    now: datetime
+    # The namespaces this operator watches; None means all. Reservations for builds outside them are
+    # never judged stale, since this operator cannot see those builds.
+    namespaces: frozenset[str] | None = None
+
+    def watched(self, namespace: str) -> bool:
+        return self.namespaces is None or namespace in self.namespaces
+
+
+@dataclass(frozen=True)
+class Assignment:
+    build: Build
+    worker: str
+    attempt: int
+    already_reserved: bool  # an in-flight reservation exists: complete it rather than reserve another
+
+
+@dataclass(frozen=True)
+class Waiting:
+    build: Build
+    reason: WaitReason
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """A worker as the scheduler sees it: which reservations still count, and which can go."""
+
+    worker: Worker
+    live: tuple[Reservation, ...]
+    stale: tuple[Reservation, ...]
+    load: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.worker.spec.capacity - self.load)
+
+    @property
+    def schedulable(self) -> bool:
+        return self.worker.ready and not self.worker.spec.unschedulable
+
+
+@dataclass
+class Plan:
+    assignments: list[Assignment] = field(default_factory=list)
+    waiting: list[Waiting] = field(default_factory=list)
+    cancellations: list[Build] = field(default_factory=list)
+    workers: dict[str, WorkerView] = field(default_factory=dict)
+
+
+def queue_order(build: Build) -> tuple[int, str, str, str]:
+    return (-build.spec.priority, build.created, build.namespace, build.name)
+
+
+def view_worker(worker: Worker, builds: Iterable[Build], snapshot: Snapshot) -> WorkerView:
+    """Sort the worker's reservations into live and stale; its load also counts builds bound to it
+    without a reservation (e.g. assigned by hand), so the Builds stay the source of truth."""
+    by_ref = {BuildRef(b.namespace, b.name): b for b in builds}
+    live: list[Reservation] = []
+    stale: list[Reservation] = []
+    for res in worker.status.reservations:
+        build = by_ref.get(BuildRef(res.namespace, res.name))
+        state = slot_state(res, worker.name, build, watched=snapshot.watched(res.namespace), now=snapshot.now)
+        (stale if state is SlotState.STALE else live).append(res)
+    reserved = {(r.namespace, r.name) for r in live}
+    unreserved_active = sum(
+        1 for b in by_ref.values() if is_active_on(b, worker.name) and (b.namespace, b.name) not in reserved
+    )
+    return WorkerView(worker, tuple(live), tuple(stale), len(live) + unreserved_active)
+
+
+def eligible(worker: Worker, build: Build) -> bool:
+    """Static fit, ignoring readiness and load: the worker could ever run this build."""
+    return build.spec.platform in worker.spec.platforms and selectors.matches(
+        build.spec.worker_selector, worker.labels
+    )
+
+
+def schedule(snapshot: Snapshot) -> Plan:
+    builds = list(snapshot.builds)
+    views = {w.name: view_worker(w, builds, snapshot) for w in snapshot.workers}
+    plan = Plan(workers=views)
+    free = {name: view.free for name, view in views.items()}
+    pending = sorted((b for b in builds if b.status.phase == BuildPhase.PENDING), key=queue_order)
+
+    for build in pending:
+        if build.spec.cancel:
+            plan.cancellations.append(build)
+            continue
+        fits = [v for v in views.values() if eligible(v.worker, build)]
+        ready = [v for v in fits if v.schedulable]
+        resumed = _in_flight_reservation(build, ready)
+        if resumed is not None:
+            plan.assignments.append(Assignment(build, resumed, resumed_attempt(build), already_reserved=True))
+            continue
+        open_ = [v for v in ready if free[v.worker.name] > 0]
+        if open_:
+            best = min(open_, key=lambda v: (-free[v.worker.name], v.load, v.worker.name))
+            free[best.worker.name] -= 1
+            plan.assignments.append(Assignment(build, best.worker.name, resumed_attempt(build), False))
+            continue
+        plan.waiting.append(_why_waiting(build, fits, ready))
+    return plan
+
+
+def resumed_attempt(build: Build) -> int:
+    return build.status.attempt + 1
+
+
+def _in_flight_reservation(build: Build, ready: list[WorkerView]) -> str | None:
+    for view in ready:
+        for res in view.live:
+            if (res.namespace, res.name) == (build.namespace, build.name) and can_roll_forward(res, build):
+                return view.worker.name
+    return None
+
+
+def _why_waiting(build: Build, fits: list[WorkerView], ready: list[WorkerView]) -> Waiting:
+    platform = build.spec.platform.value
+    selector = selectors.describe(build.spec.worker_selector)
+    wanted = f"platform {platform}" + (f" with labels {selector}" if selector else "")
+    if not fits:
+        return Waiting(
+            build,
+            WaitReason.NO_MATCHING_WORKER,
+            f"No Worker serves {wanted}; register one, or change spec.workerSelector on a new Build.",
+        )
+    if not ready:
+        return Waiting(
+            build,
+            WaitReason.WORKER_NOT_READY,
+            f"{len(fits)} Worker(s) serve {wanted} but none is Ready and schedulable (not cordoned).",
+        )
+    return Waiting(
+        build,
+        WaitReason.WORKER_BUSY,
+        f"All {len(ready)} Ready Worker(s) for {wanted} are busy; waiting in the queue.",
+    )

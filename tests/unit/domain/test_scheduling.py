@@ -1,0 +1,162 @@
+"""Table tests for the pure scheduler: order, matching, capacity, and why a build waits."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from buildfarm.api.builds import Build
+from buildfarm.api.workers import Worker
+from buildfarm.domain.scheduling import Snapshot, WaitReason, schedule
+from tests.factories import T0, build, reservation, worker
+
+
+@dataclass
+class Case:
+    name: str
+    builds: list[Build]
+    workers: list[Worker]
+    want_assigned: dict[str, str]
+    want_waiting: dict[str, WaitReason] = field(default_factory=dict)
+    want_cancelled: list[str] = field(default_factory=list)
+
+
+CASES = [
+    Case(
+        "one build, one free worker",
+        [build("b1")],
+        [worker("w1")],
+        want_assigned={"b1": "w1"},
+    ),
+    Case(
+        "higher priority first, then FIFO",
+        [build("old", created=1), build("new", created=2), build("urgent", created=3, priority=10)],
+        [worker("w1"), worker("w2")],
+        want_assigned={"urgent": "w1", "old": "w2"},
+        want_waiting={"new": WaitReason.WORKER_BUSY},
+    ),
+    Case(
+        "capacity two takes two builds",
+        [build("b1", created=1), build("b2", created=2), build("b3", created=3)],
+        [worker("w1", capacity=2)],
+        want_assigned={"b1": "w1", "b2": "w1"},
+        want_waiting={"b3": WaitReason.WORKER_BUSY},
+    ),
+    Case(
+        "spread over the emptiest worker",
+        [build("b1", created=1), build("b2", created=2)],
+        [worker("w1", capacity=2), worker("w2", capacity=2)],
+        want_assigned={"b1": "w1", "b2": "w2"},
+    ),
+    Case(
+        "platform must be listed",
+        [build("ios", platform="ios"), build("android", platform="android")],
+        [worker("linux", platforms=("android",))],
+        want_assigned={"android": "linux"},
+        want_waiting={"ios": WaitReason.NO_MATCHING_WORKER},
+    ),
+    Case(
+        "selector picks the Xcode 16 machine",
+        [build("b1", selector={"matchLabels": {"xcode": "16"}})],
+        [worker("a", labels={"xcode": "15"}), worker("b", labels={"xcode": "16"})],
+        want_assigned={"b1": "b"},
+    ),
+    Case(
+        "set-based selector",
+        [
+            build(
+                "b1", selector={"matchExpressions": [{"key": "xcode", "operator": "NotIn", "values": ["15"]}]}
+            )
+        ],
+        [worker("a", labels={"xcode": "15"}), worker("b", labels={"xcode": "17"})],
+        want_assigned={"b1": "b"},
+    ),
+    Case(
+        "cordoned and not-ready workers get nothing",
+        [build("b1")],
+        [worker("cordoned", cordoned=True), worker("down", ready=False)],
+        want_assigned={},
+        want_waiting={"b1": WaitReason.WORKER_NOT_READY},
+    ),
+    Case(
+        "an active build fills the slot",
+        [build("running", phase="Running", worker="w1", attempt=1), build("b1")],
+        [worker("w1", reservations=[reservation("running")])],
+        want_assigned={},
+        want_waiting={"b1": WaitReason.WORKER_BUSY},
+    ),
+    Case(
+        "a build assigned by hand, without a reservation, still counts",
+        [build("manual", phase="Assigned", worker="w1", attempt=1), build("b1")],
+        [worker("w1")],
+        want_assigned={},
+        want_waiting={"b1": WaitReason.WORKER_BUSY},
+    ),
+    Case(
+        "a finished build frees its slot",
+        [build("done", phase="Succeeded", worker="w1", attempt=1), build("b1")],
+        [worker("w1", reservations=[reservation("done")])],
+        want_assigned={"b1": "w1"},
+    ),
+    Case(
+        "an in-flight reservation is completed, not duplicated",
+        [build("b1")],
+        [worker("w1", reservations=[reservation("b1", attempt=1)]), worker("w2")],
+        want_assigned={"b1": "w1"},
+    ),
+    Case(
+        "a cancelled pending build is cancelled, not assigned",
+        [build("b1", cancel=True)],
+        [worker("w1")],
+        want_assigned={},
+        want_cancelled=["b1"],
+    ),
+    Case(
+        "builds that are not pending are left alone",
+        [build("new", phase=None), build("failed", phase="Failed")],
+        [worker("w1")],
+        want_assigned={},
+    ),
+    Case(
+        "retry after an infrastructure failure gets the next attempt",
+        [build("b1", attempt=2)],
+        [worker("w1")],
+        want_assigned={"b1": "w1"},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_schedule(case: Case) -> None:
+    plan = schedule(Snapshot(builds=case.builds, workers=case.workers, now=T0))
+    assert {a.build.name: a.worker for a in plan.assignments} == case.want_assigned
+    assert {w.build.name: w.reason for w in plan.waiting} == case.want_waiting
+    assert [b.name for b in plan.cancellations] == case.want_cancelled
+    for a in plan.assignments:
+        assert a.attempt == a.build.status.attempt + 1
+
+
+def test_in_flight_completion_is_marked_as_already_reserved() -> None:
+    plan = schedule(Snapshot([build("b1")], [worker("w1", reservations=[reservation("b1")])], now=T0))
+    assert [a.already_reserved for a in plan.assignments] == [True]
+
+
+def test_no_worker_is_ever_given_more_than_its_capacity() -> None:
+    builds = [build(f"b{i}", created=i, priority=i % 3) for i in range(30)]
+    workers = [worker(f"w{i}", capacity=1 + i % 3) for i in range(7)]
+    plan = schedule(Snapshot(builds, workers, now=T0))
+    per_worker: dict[str, int] = {}
+    for a in plan.assignments:
+        per_worker[a.worker] = per_worker.get(a.worker, 0) + 1
+    assert all(per_worker[w.name] <= w.spec.capacity for w in workers if w.name in per_worker)
+    assert len(plan.assignments) == sum(w.spec.capacity for w in workers)
+    assert len({a.build.name for a in plan.assignments}) == len(plan.assignments)
+
+
+def test_waiting_message_says_what_to_do() -> None:
+    plan = schedule(
+        Snapshot([build("b1", selector={"matchLabels": {"xcode": "99"}})], [worker("w1")], now=T0)
+    )
+    assert plan.waiting[0].message == (
+        "No Worker serves platform ios with labels xcode=99; register one, "
+        "or change spec.workerSelector on a new Build."
+    )
