@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel
 
 from buildfarm import constants as c
-from buildfarm.api.builds import BUILD_RULES, BUILD_SPEC_RULES, BuildSpec, BuildStatus
+from buildfarm.api.builds import BUILD_RULES, BUILD_SPEC_RULES, BUILD_STATUS_RULES, BuildSpec, BuildStatus
 from buildfarm.api.schema import structural_schema
 from buildfarm.api.workers import WorkerSpec, WorkerStatus
 
@@ -87,6 +87,7 @@ def build_crd() -> dict[str, Any]:
         BUILD_RULES,
     )
     schema["properties"]["spec"]["x-kubernetes-validations"] = BUILD_SPEC_RULES
+    schema["properties"]["status"]["x-kubernetes-validations"] = BUILD_STATUS_RULES
     return _crd(
         kind=c.BUILD_KIND,
         plural=c.BUILD_PLURAL,

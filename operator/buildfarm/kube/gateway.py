@@ -1,0 +1,135 @@
+"""The gateway: the only code that calls the Kubernetes API. Every call has an explicit timeout, and
+every write of state that matters is conditional on the resourceVersion the caller read."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+
+from buildfarm import constants as c
+from buildfarm.api.builds import Build, BuildStatus
+from buildfarm.api.workers import Worker, WorkerStatus
+from buildfarm.errors import NotFound
+from buildfarm.kube.errors import classified
+
+Timeout = tuple[float, float]  # (connect, read) seconds, as the client's _request_timeout takes it
+
+EVENT_SOURCE = "buildfarm-operator"
+
+
+class Gateway:
+    def __init__(self, api_client: k8s.ApiClient, timeout: Timeout) -> None:
+        self.timeout = timeout
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._events = k8s.EventsV1Api(api_client)
+
+    # Builds
+
+    def get_build(self, namespace: str, name: str) -> Build:
+        with classified(f"read build {namespace}/{name}"):
+            body = self._custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.BUILD_PLURAL, name, _request_timeout=self.timeout
+            )
+        return Build.model_validate(body)
+
+    def list_builds(self, namespace: str | None = None, field_selector: str | None = None) -> list[Build]:
+        kwargs: dict[str, Any] = {"_request_timeout": self.timeout}
+        if field_selector:
+            kwargs["field_selector"] = field_selector
+        with classified(f"list builds in {namespace or 'all namespaces'}"):
+            if namespace:
+                body = self._custom.list_namespaced_custom_object(
+                    c.GROUP, c.VERSION, namespace, c.BUILD_PLURAL, **kwargs
+                )
+            else:
+                body = self._custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.BUILD_PLURAL, **kwargs)
+        return [Build.model_validate(item) for item in body["items"]]  # type: ignore[index]
+
+    def write_build_status(self, build: Build, status: BuildStatus) -> Build:
+        """Replace the build's status if nobody changed the build since `build` was read (else Conflict)."""
+        with classified(f"update build {build.namespace}/{build.name}"):
+            body = self._custom.patch_namespaced_custom_object_status(
+                c.GROUP,
+                c.VERSION,
+                build.namespace,
+                c.BUILD_PLURAL,
+                build.name,
+                _guarded(build.resource_version, status.to_api()),
+                _request_timeout=self.timeout,
+            )
+        return Build.model_validate(body)
+
+    # Workers
+
+    def get_worker(self, name: str) -> Worker:
+        with classified(f"read worker {name}"):
+            body = self._custom.get_cluster_custom_object(
+                c.GROUP, c.VERSION, c.WORKER_PLURAL, name, _request_timeout=self.timeout
+            )
+        return Worker.model_validate(body)
+
+    def list_workers(self) -> list[Worker]:
+        with classified("list workers"):
+            body = self._custom.list_cluster_custom_object(
+                c.GROUP, c.VERSION, c.WORKER_PLURAL, _request_timeout=self.timeout
+            )
+        return [Worker.model_validate(item) for item in body["items"]]  # type: ignore[index]
+
+    def write_worker_status(self, worker: Worker, status: WorkerStatus) -> Worker:
+        """Replace the worker's status if nobody changed the worker since it was read (else Conflict)."""
+        with classified(f"update worker {worker.name}"):
+            body = self._custom.patch_cluster_custom_object_status(
+                c.GROUP,
+                c.VERSION,
+                c.WORKER_PLURAL,
+                worker.name,
+                _guarded(worker.resource_version, status.to_api()),
+                _request_timeout=self.timeout,
+            )
+        return Worker.model_validate(body)
+
+    # Secrets and events
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        """Whether a Secret exists, read as metadata only: the operator never needs its content."""
+        try:
+            with classified(f"read secret {namespace}/{name}"):
+                self._core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
+        except NotFound:
+            return False
+        return True
+
+    def post_event(self, obj: Build | Worker, *, type_: str, reason: str, action: str, note: str) -> None:
+        """Record an Event users see in `kubectl describe` (events.k8s.io/v1)."""
+        namespace = obj.metadata.get("namespace") or "default"
+        now = datetime.now(UTC)
+        event = k8s.EventsV1Event(
+            metadata=k8s.V1ObjectMeta(
+                generate_name=f"{obj.metadata.get('name', 'object')}.", namespace=namespace
+            ),
+            event_time=now,
+            reporting_controller=f"{c.GROUP}/operator",
+            reporting_instance=EVENT_SOURCE,
+            action=action,
+            reason=reason,
+            note=note[:1024],
+            type=type_,
+            regarding=k8s.V1ObjectReference(
+                api_version=c.API_VERSION,
+                kind=obj.kind,
+                name=obj.metadata.get("name"),
+                namespace=obj.metadata.get("namespace"),
+                uid=obj.metadata.get("uid"),
+                resource_version=obj.metadata.get("resourceVersion"),
+            ),
+        )
+        with classified(f"post event {reason} for {obj.kind} {obj.metadata.get('name')}"):
+            self._events.create_namespaced_event(namespace, event, _request_timeout=self.timeout)
+
+
+def _guarded(resource_version: str, status: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that the API server applies only at this resourceVersion (409 otherwise)."""
+    if not resource_version:
+        raise ValueError("a conditional write needs the resourceVersion that was read")
+    return {"metadata": {"resourceVersion": resource_version}, "status": status}

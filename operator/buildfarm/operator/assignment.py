@@ -1,0 +1,207 @@
+"""The assignment protocol: reserve a slot on the Worker, then bind the Build, both as conditional writes.
+
+1. Reserve: re-read the Worker from the API, count its live reservations, and add one for (build,
+   attempt) only if a slot is free, guarded by the Worker's resourceVersion. A conflict means someone else
+   changed the Worker: re-read and re-check. This is what stops two operators filling one free slot.
+2. Bind: write the Build's status (worker, attempt + 1, phase Assigned) guarded by the Build's
+   resourceVersion. On conflict re-read: if the build is still pending at the previous attempt, try
+   again; if it was taken, cancelled or deleted, give the slot back (the SKIP LOCKED of this world).
+   The CEL assign-once rule is the last line of defence.
+A reserver that dies between 1 and 2 leaves an in-flight reservation, which any operator completes.
+See docs/assignment-protocol.md. Blocking code: run it in a thread.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from buildfarm.api.builds import Build, BuildPhase, BuildStatus
+from buildfarm.api.meta import ConditionStatus
+from buildfarm.api.workers import Reservation, Worker
+from buildfarm.domain.conditions import SCHEDULED, set_condition
+from buildfarm.domain.reservations import can_roll_forward
+from buildfarm.domain.scheduling import Assignment, Snapshot, WaitReason, eligible, view_worker
+from buildfarm.errors import Conflict, NotFound, TransientError
+from buildfarm.kube.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICTS = 5  # re-reads per write before the build is left for the next cycle
+
+
+class Result(Enum):
+    ASSIGNED = "assigned"  # this call (or an operator it raced with) bound the build as planned
+    SKIPPED = "skipped"  # the build was taken, cancelled, changed or deleted meanwhile
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    build: Build | None
+    wrote: bool = False  # True when this call made the binding write (so it also posts the Event)
+
+
+class Assigner:
+    def __init__(
+        self,
+        gateway: Gateway,
+        clock: Callable[[], datetime],
+        namespaces: frozenset[str] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.clock = clock
+        self.namespaces = namespaces
+
+    def assign(self, plan: Assignment, known_builds: Sequence[Build]) -> Outcome:
+        if not plan.already_reserved:
+            self.reserve(plan.worker, plan.build, plan.attempt, known_builds)
+        return self.bind(plan.build, plan.worker, plan.attempt)
+
+    def reserve(self, worker_name: str, build: Build, attempt: int, known_builds: Sequence[Build]) -> None:
+        """Hold a slot on the worker for (build, attempt); raises TransientError if none is free."""
+        for _ in range(MAX_CONFLICTS):
+            worker = self._read_worker(worker_name)
+            view = view_worker(worker, known_builds, self._snapshot())
+            if any(_is_for(r, build, attempt) for r in view.live):
+                return
+            if not eligible(worker, build) or not view.schedulable:
+                raise TransientError(
+                    f"worker {worker_name} is no longer Ready or eligible", reason=WaitReason.WORKER_NOT_READY
+                )
+            if view.free <= 0:
+                raise TransientError(f"worker {worker_name} has no free slot", reason=WaitReason.WORKER_BUSY)
+            held = Reservation(
+                namespace=build.namespace,
+                name=build.name,
+                uid=build.uid,
+                attempt=attempt,
+                reserved_at=self.clock(),
+            )
+            status = worker.status.model_copy(update={"reservations": [*view.live, held]})
+            try:
+                self.gateway.write_worker_status(worker, status)
+                return
+            except Conflict:
+                continue
+        raise Conflict(f"worker {worker_name} kept changing; will retry", reason=WaitReason.WORKER_BUSY)
+
+    def bind(self, build: Build, worker_name: str, attempt: int) -> Outcome:
+        """Bind the build to the worker at `attempt`, guarded by the build's resourceVersion."""
+        expected = Reservation(
+            namespace=build.namespace,
+            name=build.name,
+            uid=build.uid,
+            attempt=attempt,
+            reserved_at=self.clock(),
+        )
+        for _ in range(MAX_CONFLICTS):
+            if not can_roll_forward(expected, build):
+                return self._lost(build, worker_name, attempt)
+            try:
+                bound = self.gateway.write_build_status(
+                    build, self._assigned_status(build, worker_name, attempt)
+                )
+                return Outcome(Result.ASSIGNED, bound, wrote=True)
+            except Conflict:
+                try:
+                    build = self.gateway.get_build(build.namespace, build.name)
+                except NotFound:
+                    self.release(worker_name, expected)
+                    return Outcome(Result.SKIPPED, None)
+                if build.uid != expected.uid:
+                    self.release(worker_name, expected)
+                    return Outcome(Result.SKIPPED, build)
+        raise Conflict(f"build {build.namespace}/{build.name} kept changing; will retry", reason="Conflict")
+
+    def _lost(self, build: Build, worker_name: str, attempt: int) -> Outcome:
+        status = build.status
+        if status.attempt == attempt and status.worker_name == worker_name:
+            return Outcome(Result.ASSIGNED, build)  # someone completed our reservation
+        self.release(
+            worker_name,
+            Reservation(
+                namespace=build.namespace,
+                name=build.name,
+                uid=build.uid,
+                attempt=attempt,
+                reserved_at=self.clock(),
+            ),
+        )
+        return Outcome(Result.SKIPPED, build)
+
+    def release(self, worker_name: str, reservation: Reservation) -> None:
+        """Give a slot back. Best effort: a reservation left behind is found stale and released later."""
+        try:
+            for _ in range(MAX_CONFLICTS):
+                worker = self._read_worker(worker_name)
+                keep = [r for r in worker.status.reservations if not _same_slot(r, reservation)]
+                if len(keep) == len(worker.status.reservations):
+                    return
+                try:
+                    self.gateway.write_worker_status(
+                        worker, worker.status.model_copy(update={"reservations": keep})
+                    )
+                    return
+                except Conflict:
+                    continue
+        except (TransientError, NotFound) as exc:
+            log.info(
+                "Left reservation of %s/%s on %s for later: %s",
+                reservation.namespace,
+                reservation.name,
+                worker_name,
+                exc,
+            )
+
+    def release_stale(self, worker: Worker, known_builds: Sequence[Build]) -> Worker | None:
+        """Drop the worker's stale reservations and refresh its active count; None if nothing changed."""
+        view = view_worker(worker, known_builds, self._snapshot())
+        if not view.stale and worker.status.active_builds == view.load:
+            return None
+        status = worker.status.model_copy(
+            update={"reservations": list(view.live), "active_builds": view.load}
+        )
+        return self.gateway.write_worker_status(worker, status)
+
+    def _read_worker(self, name: str) -> Worker:
+        try:
+            return self.gateway.get_worker(name)
+        except NotFound:
+            raise TransientError(f"worker {name} is gone", reason="WorkerGone") from None
+
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(builds=(), workers=(), now=self.clock(), namespaces=self.namespaces)
+
+    def _assigned_status(self, build: Build, worker_name: str, attempt: int) -> BuildStatus:
+        now = self.clock()
+        message = f"Assigned to worker {worker_name} (attempt {attempt} of {build.spec.max_attempts})."
+        return build.status.model_copy(
+            update={
+                "phase": BuildPhase.ASSIGNED,
+                "worker_name": worker_name,
+                "attempt": attempt,
+                "assigned_at": now,
+                "reason": "Assigned",
+                "message": message,
+                "observed_generation": build.generation,
+                "conditions": set_condition(
+                    build.status.conditions,
+                    type_=SCHEDULED,
+                    status=ConditionStatus.TRUE,
+                    reason="Assigned",
+                    message=message,
+                    generation=build.generation,
+                    now=now,
+                ),
+            }
+        )
+
+
+def _is_for(reservation: Reservation, build: Build, attempt: int) -> bool:
+    return reservation.uid == build.uid and reservation.attempt == attempt
+
+
+def _same_slot(a: Reservation, b: Reservation) -> bool:
+    return (a.namespace, a.name, a.uid, a.attempt) == (b.namespace, b.name, b.uid, b.attempt)

@@ -1,0 +1,117 @@
+"""What users see: the status writes and Events for a build that is queued, waits, is assigned, fails or is
+cancelled. Every write is conditional on the resourceVersion read; Events are posted only by the writer
+that won, so several operators never duplicate them."""
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from buildfarm.api.builds import Build, BuildPhase, BuildStatus
+from buildfarm.api.meta import ConditionStatus
+from buildfarm.domain.conditions import SCHEDULED, set_condition
+from buildfarm.domain.phases import is_terminal
+from buildfarm.errors import BuildfarmError, Conflict, NotFound, TransientError
+from buildfarm.kube.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICTS = 5
+NORMAL, WARNING = "Normal", "Warning"
+
+
+class Reporter:
+    def __init__(self, gateway: Gateway, clock: Callable[[], datetime]) -> None:
+        self.gateway = gateway
+        self.clock = clock
+
+    def queued(self, build: Build) -> Build:
+        """Admit a new build into the queue (phase Pending)."""
+        message = "Waiting for a worker."
+        status = self._pending(build, "Queued", message)
+        status.queued_at = status.queued_at or self.clock()
+        return self.gateway.write_build_status(build, status)
+
+    def waiting(self, build: Build, reason: str, message: str) -> None:
+        """Say why a pending build waits. Cosmetic: a lost race is fine, the next cycle says it again."""
+        if build.status.phase != BuildPhase.PENDING or (build.status.reason, build.status.message) == (
+            reason,
+            message,
+        ):
+            return
+        try:
+            self.gateway.write_build_status(build, self._pending(build, reason, message))
+        except (Conflict, NotFound):
+            return
+        if build.status.reason != reason:
+            self._event(build, NORMAL, reason, "Schedule", message)
+
+    def assigned(self, build: Build) -> None:
+        self._event(build, NORMAL, "Assigned", "Assign", build.status.message)
+
+    def fail(self, build: Build, error: BuildfarmError) -> None:
+        """Fail the build for good, with the error's reason and message. Retries until written."""
+        self._finish(build, BuildPhase.FAILED, error.reason, error.message, WARNING)
+
+    def cancel_pending(self, build: Build) -> None:
+        self._finish(
+            build, BuildPhase.CANCELLED, "Cancelled", "Cancelled by the user before it started.", NORMAL
+        )
+
+    def _finish(self, build: Build, phase: BuildPhase, reason: str, message: str, event_type: str) -> None:
+        for _ in range(MAX_CONFLICTS):
+            if is_terminal(build.status.phase):
+                return
+            now = self.clock()
+            status = build.status.model_copy(
+                update={
+                    "phase": phase,
+                    "reason": reason,
+                    "message": message,
+                    "finished_at": now,
+                    "observed_generation": build.generation,
+                    "conditions": set_condition(
+                        build.status.conditions,
+                        type_=SCHEDULED,
+                        status=ConditionStatus.FALSE,
+                        reason=reason,
+                        message=message,
+                        generation=build.generation,
+                        now=now,
+                    ),
+                }
+            )
+            try:
+                written = self.gateway.write_build_status(build, status)
+            except Conflict:
+                build = self.gateway.get_build(build.namespace, build.name)
+                continue
+            self._event(written, event_type, reason, str(phase), message)
+            return
+        raise TransientError(f"build {build.namespace}/{build.name} kept changing; will retry")
+
+    def _pending(self, build: Build, reason: str, message: str) -> BuildStatus:
+        now = self.clock()
+        return build.status.model_copy(
+            update={
+                "phase": BuildPhase.PENDING,
+                "reason": reason,
+                "message": message,
+                "observed_generation": build.generation,
+                "conditions": set_condition(
+                    build.status.conditions,
+                    type_=SCHEDULED,
+                    status=ConditionStatus.FALSE,
+                    reason=reason,
+                    message=message,
+                    generation=build.generation,
+                    now=now,
+                ),
+            }
+        )
+
+    def _event(self, build: Build, type_: str, reason: str, action: str, note: str) -> None:
+        try:
+            self.gateway.post_event(build, type_=type_, reason=reason, action=action, note=note)
+        except BuildfarmError as exc:
+            # An Event is a courtesy; the status already says the same, so never fail a step for it.
+            log.warning("Could not post event %s for %s/%s: %s", reason, build.namespace, build.name, exc)

@@ -1,0 +1,123 @@
+"""The scheduling loop: woken by watch events (a new Build, a Worker gaining a free slot or becoming
+Ready), it takes a snapshot of the store, asks the pure scheduler for a plan, and carries it out through
+the assignment protocol. No per-build polling: a periodic resync is only a safety net.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from buildfarm.api.builds import Build
+from buildfarm.domain.scheduling import Assignment, Waiting, schedule
+from buildfarm.errors import Conflict, NotFound, PermanentError, TransientError
+from buildfarm.operator.assignment import Assigner, Result
+from buildfarm.operator.outcomes import Reporter
+from buildfarm.operator.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        assigner: Assigner,
+        reporter: Reporter,
+        clock: Callable[[], datetime],
+        *,
+        call_timeout: float,
+        resync_seconds: float,
+        backoff_seconds: float,
+    ) -> None:
+        self.store = store
+        self.assigner = assigner
+        self.reporter = reporter
+        self.clock = clock
+        self.call_timeout = call_timeout
+        self.resync_seconds = resync_seconds
+        self.backoff_seconds = backoff_seconds
+        self._wake = asyncio.Event()
+        self._failures = 0
+
+    def kick(self) -> None:
+        """Ask for a scheduling cycle soon; many kicks before it runs make one cycle."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.resync_seconds)
+            self._wake.clear()
+            try:
+                transient = await self.cycle()
+            except Exception:
+                log.exception("Scheduling cycle failed; retrying after a backoff")
+                transient = True
+            if transient:
+                self._failures += 1
+                delay = min(MAX_BACKOFF, self.backoff_seconds * 2 ** min(self._failures - 1, 5))
+                asyncio.get_running_loop().call_later(delay, self.kick)
+            else:
+                self._failures = 0
+
+    async def cycle(self) -> bool:
+        """One pass over the queue; True if something failed transiently and deserves a retry."""
+        plan = schedule(self.store.snapshot(self.clock()))
+        transient = False
+        for build in plan.cancellations:
+            transient |= await self._guard(self._cancel, build)
+        for assignment in plan.assignments:
+            transient |= await self._guard(self._assign, assignment)
+        for waiting in plan.waiting:
+            transient |= await self._guard(self._note_waiting, waiting)
+        for view in plan.workers.values():
+            if view.stale or view.worker.status.active_builds != view.load:
+                transient |= await self._guard(self._release_stale, view.worker.name)
+        return transient
+
+    async def _guard(self, step: Callable[..., object], arg: object) -> bool:
+        """Run one blocking step in a thread with a deadline; classify what it raises."""
+        try:
+            await asyncio.wait_for(asyncio.to_thread(step, arg), timeout=self.call_timeout)
+        except Conflict as exc:
+            log.debug("Conflict, will re-check: %s", exc.message)
+            return True
+        except TransientError as exc:
+            log.info("Transient: %s", exc.message)
+            return True
+        except TimeoutError:
+            log.warning("A scheduling step took longer than %.0fs; it will be retried", self.call_timeout)
+            return True
+        except NotFound:
+            return False
+        return False
+
+    def _assign(self, assignment: Assignment) -> None:
+        try:
+            outcome = self.assigner.assign(assignment, self.store.builds())
+        except PermanentError as exc:
+            self.reporter.fail(assignment.build, exc)
+            return
+        except TransientError as exc:
+            self.reporter.waiting(assignment.build, exc.reason, exc.message)
+            raise
+        if outcome.build is not None:
+            self.store.observe_build(outcome.build)
+        if outcome.result is Result.ASSIGNED and outcome.wrote and outcome.build is not None:
+            self.reporter.assigned(outcome.build)
+
+    def _note_waiting(self, waiting: Waiting) -> None:
+        self.reporter.waiting(waiting.build, waiting.reason, waiting.message)
+
+    def _cancel(self, build: Build) -> None:
+        self.reporter.cancel_pending(build)
+
+    def _release_stale(self, worker_name: str) -> None:
+        worker = self.assigner.gateway.get_worker(worker_name)
+        updated = self.assigner.release_stale(worker, self.store.builds())
+        if updated is not None:
+            self.store.observe_worker(updated)

@@ -1,0 +1,52 @@
+"""The operator's in-memory view of Builds and Workers, rebuilt from watch events (an informer cache).
+
+It feeds the scheduler's snapshots and is never trusted over the API server: every decision taken from it
+is checked by a conditional write.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from buildfarm.api.builds import Build
+from buildfarm.api.workers import Worker
+from buildfarm.domain.scheduling import Snapshot
+
+BuildKey = tuple[str, str]
+
+
+class Store:
+    def __init__(self, namespaces: frozenset[str] | None = None) -> None:
+        self.namespaces = namespaces
+        self._builds: dict[BuildKey, Build] = {}
+        self._workers: dict[str, Worker] = {}
+
+    def on_build_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event_type == "DELETED":
+            self._builds.pop(key, None)
+        else:
+            self.observe_build(Build.model_validate(body))
+
+    def on_worker_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        if event_type == "DELETED":
+            self._workers.pop(body["metadata"]["name"], None)
+        else:
+            self.observe_worker(Worker.model_validate(body))
+
+    def observe_build(self, build: Build) -> None:
+        """Record a build as read from the API (a watch event, or the answer to our own write)."""
+        self._builds[(build.namespace, build.name)] = build
+
+    def observe_worker(self, worker: Worker) -> None:
+        self._workers[worker.name] = worker
+
+    def builds(self) -> list[Build]:
+        return list(self._builds.values())
+
+    def snapshot(self, now: datetime) -> Snapshot:
+        return Snapshot(
+            builds=list(self._builds.values()),
+            workers=list(self._workers.values()),
+            now=now,
+            namespaces=self.namespaces,
+        )
