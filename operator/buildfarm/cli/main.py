@@ -4,6 +4,7 @@ import click
 
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
+from buildfarm.cli.operator import operator_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,7 +14,12 @@ def cli() -> None:
 
 dev.add_command(crds)
 cli.add_command(dev)
+cli.add_command(operator_command)
 
 
 def main() -> None:
     cli(prog_name="buildfarm")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""`buildfarm operator`: check the settings and the cluster, then run the operator.
+
+Every setting comes from a `BUILDFARM_*` environment variable; a flag given here overrides it. A problem
+found before the operator starts is one line on stderr: exit code 2 for a wrong setting or flag, 1 for
+a cluster that cannot be reached or used.
+"""
+
+import warnings
+from pathlib import Path
+from typing import IO, Any, Final
+
+import click
+import urllib3
+
+from buildfarm.kube import client as kube_client
+from buildfarm.kube.preflight import PreflightError, preflight
+from buildfarm.settings import SettingsError, env_var, load_settings
+
+EXIT_BAD_SETTINGS: Final = 2
+EXIT_ENVIRONMENT: Final = 1
+
+# The flag that sets each setting, to name it in error messages instead of its environment variable.
+_FLAGS: Final = {
+    "kubeconfig": "--kubeconfig",
+    "context": "--context",
+    "namespaces": "--namespace",
+    "standalone": "--standalone",
+    "request_timeout": "--request-timeout",
+    "handler_timeout": "--handler-timeout",
+}
+
+
+class StartupError(click.ClickException):
+    """One line `error: ...` on stderr; no usage text, no traceback. Exit code 1: the cluster is unusable."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class BadSettingsError(StartupError):
+    """A setting or flag is wrong: exit code 2, like any other usage error."""
+
+    exit_code = EXIT_BAD_SETTINGS
+
+
+@click.command("operator")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"The kubeconfig file. [env: {env_var('kubeconfig')}; default: $KUBECONFIG, the pod's service "
+    "account in a cluster, ~/.kube/config]",
+)
+@click.option("--context", help=f"The kubeconfig context. [env: {env_var('context')}; default: current]")
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help=f"Serve Builds in this namespace; repeat for more. [env: {env_var('namespaces')}, comma-separated]",
+)
+@click.option(
+    "-A",
+    "--all-namespaces",
+    is_flag=True,
+    help="Serve Builds in all namespaces (the default when no namespace is given anywhere).",
+)
+@click.option(
+    "--standalone",
+    is_flag=True,
+    default=None,
+    help=f"Run without peering with other operator replicas. [env: {env_var('standalone')}]",
+)
+@click.option(
+    "--request-timeout",
+    metavar="SECONDS",
+    help=f"The longest one Kubernetes API call may take. [env: {env_var('request_timeout')}; default: 10]",
+)
+@click.option(
+    "--handler-timeout",
+    metavar="SECONDS",
+    help=f"The longest one handler may run. [env: {env_var('handler_timeout')}; default: 60]",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages too.")
+def operator_command(
+    kubeconfig: Path | None,
+    context: str | None,
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    standalone: bool | None,
+    request_timeout: str | None,
+    handler_timeout: str | None,
+    verbose: bool,
+) -> None:
+    """Run the operator: assign Builds to Workers until stopped (Ctrl-C or SIGTERM).
+
+    Before it starts, it checks the settings, that the API server answers, that the buildfarm CRDs are
+    installed, and that its credentials may read Builds and Workers.
+    """
+    if namespaces and all_namespaces:
+        raise BadSettingsError("--namespace and --all-namespaces exclude each other: use one")
+    # Numbers are passed on as typed, so the settings report a bad one like a bad environment variable.
+    flags: dict[str, Any] = {
+        "kubeconfig": kubeconfig,
+        "context": context,
+        "namespaces": list(namespaces) if namespaces else ([] if all_namespaces else None),
+        "standalone": standalone,
+        "request_timeout": request_timeout,
+        "handler_timeout": handler_timeout,
+    }
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        settings = load_settings(**given)
+    except SettingsError as error:
+        names = {name: flag for name, flag in _FLAGS.items() if name in given}
+        raise BadSettingsError(error.render(names)) from None
+
+    # A kubeconfig with insecure-skip-tls-verify asked for it; urllib3 would warn on every single call.
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    try:
+        api_client = kube_client.make_api_client(settings)
+    except kube_client.KubeConfigError as error:
+        raise StartupError(str(error)) from None
+    with api_client:
+        try:
+            preflight(api_client, kube_client.request_timeout(settings), settings.namespaces)
+        except PreflightError as error:
+            raise StartupError(str(error)) from None
+
+        from buildfarm.operator.config import configure_logging
+        from buildfarm.operator.runner import run
+
+        configure_logging(verbose=verbose)
+        run(settings, api_client)

@@ -1,0 +1,88 @@
+"""Turns OperatorSettings into kopf's settings, logging and credentials.
+
+Used by the runner, typically from a `@kopf.on.startup()` handler (`configure_kopf`) and a
+`@kopf.on.login()` handler (`connection_info`), so kopf uses the same cluster, credentials and timeouts
+as the preflight checks did.
+"""
+
+import logging
+from typing import Final
+
+import kopf
+from kubernetes.client import ApiClient
+
+from buildfarm import constants as c
+from buildfarm.settings import OperatorSettings
+
+DIFFBASE_KEY: Final = "last-handled-configuration"
+# Retries of failed API calls inside kopf (seconds): short, bounded, and about a minute in total.
+API_ERROR_BACKOFFS: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
+# Pauses before a crashed watch-stream worker is restarted (seconds); kopf's default goes up to 10 minutes.
+QUEUE_ERROR_DELAYS: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0)
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
+    """Applies the timeouts, peering mode and bookkeeping storage of `settings` to kopf's settings.
+
+    Kopf has no global handler timeout: handlers pass `timeout=settings.handler_timeout` themselves.
+    """
+    networking = kopf_settings.networking
+    networking.request_timeout = settings.request_timeout
+    networking.connect_timeout = settings.connect_timeout
+    networking.error_backoffs = API_ERROR_BACKOFFS
+
+    watching = kopf_settings.watching
+    watching.server_timeout = settings.watch_server_timeout
+    watching.client_timeout = settings.watch_client_timeout
+    watching.connect_timeout = settings.connect_timeout
+
+    kopf_settings.peering.standalone = settings.standalone
+    kopf_settings.posting.level = logging.INFO
+
+    # Errors that are not kopf's own (TemporaryError carries its delay) are retried after this pause.
+    kopf_settings.execution.default_backoff = settings.retry_backoff_seconds
+    kopf_settings.queueing.error_delays = QUEUE_ERROR_DELAYS
+
+    # Kopf's bookkeeping lives in annotations under our own group, e.g.
+    # buildfarm.dev/last-handled-configuration, not in status (which our CRDs define strictly).
+    persistence = kopf_settings.persistence
+    persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP, key=DIFFBASE_KEY)
+    persistence.finalizer = f"{c.GROUP}/operator"
+
+    # Shut down promptly on SIGTERM: nothing here needs kopf's long grace periods.
+    kopf_settings.queueing.exit_timeout = 1.0
+    kopf_settings.background.instant_exit_timeout = 0.1
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Kopf's log format on stderr: INFO by default, DEBUG with --verbose."""
+    kopf.configure(verbose=verbose)
+
+
+def connection_info(api_client: ApiClient) -> kopf.ConnectionInfo:
+    """The cluster and credentials of `api_client` in kopf's terms, for a `@kopf.on.login()` handler.
+
+    Kopf's own login would read the default kubeconfig, ignoring --kubeconfig and --context.
+    """
+    config = api_client.configuration
+    # kubernetes>=36 keeps a bearer token under BearerToken, older versions under authorization.
+    header: str | None = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme: str | None = None
+    token: str | None = None
+    if header:
+        parts = header.split(" ", 1)
+        scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )

@@ -1,0 +1,319 @@
+"""The operator's settings: environment variables `BUILDFARM_*`, overridden by command-line flags.
+
+Every field is typed and bounded, so a wrong value stops the operator at startup with one line that names
+the variable and says what it must be, instead of failing later in a handler.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Self, get_args
+
+import annotated_types
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX: Final = "BUILDFARM_"
+SECRET_MIN_BYTES: Final = 32
+NAMESPACES_MAX: Final = 100
+_NAMESPACE_MAX_LENGTH: Final = 63
+_NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Marks a numeric field whose bounds are rendered as "between A and B seconds".
+_UNIT: Final = "unit"
+_SHOWN_MAX: Final = 80
+
+
+def _at_least_32_bytes(value: SecretStr) -> SecretStr:
+    size = len(value.get_secret_value().encode())
+    if size < SECRET_MIN_BYTES:
+        # The size is safe to show; the value never is.
+        raise PydanticCustomError(
+            "secret_too_short",
+            "must be at least {min} bytes (got {got}); generate one with `openssl rand -hex 32`",
+            {"min": SECRET_MIN_BYTES, "got": size},
+        )
+    return value
+
+
+Secret32 = Annotated[SecretStr, AfterValidator(_at_least_32_bytes)]
+"""A secret of at least 32 bytes (UTF-8); shown as `**********` in repr and never in error messages."""
+
+
+def _namespace_name(value: str) -> str:
+    if len(value) > _NAMESPACE_MAX_LENGTH or not _NAMESPACE_PATTERN.match(value):
+        raise PydanticCustomError(
+            "namespace_name",
+            "{name} is not a namespace name (lowercase letters, digits and '-', at most 63)",
+            {"name": repr(value)},
+        )
+    return value
+
+
+NamespaceName = Annotated[str, AfterValidator(_namespace_name)]
+
+
+def _seconds(default: float, *, ge: float, le: float, description: str) -> Any:
+    """A Field for a duration in seconds, bounded on both sides."""
+    return Field(default, ge=ge, le=le, description=description, json_schema_extra={_UNIT: "seconds"})
+
+
+class OperatorSettings(BaseSettings):
+    """How the operator connects to Kubernetes and how long anything may take.
+
+    Each field `x` is read from the environment variable `BUILDFARM_X` (case-insensitive; empty = unset).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    kubeconfig: Path | None = Field(
+        default=None,
+        description=(
+            "The kubeconfig file to use. Unset: $KUBECONFIG, else the in-cluster service account when "
+            "running in a pod, else ~/.kube/config."
+        ),
+    )
+    context: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="The kubeconfig context to use; unset: the kubeconfig's current-context.",
+    )
+    namespaces: Annotated[list[NamespaceName], NoDecode] = Field(
+        default_factory=list,
+        max_length=NAMESPACES_MAX,
+        description="Namespaces whose Builds the operator serves, comma-separated in the environment; "
+        "empty: all namespaces.",
+    )
+    standalone: bool = Field(
+        default=False,
+        description="Run without kopf peering, i.e. without coordinating with other operator replicas.",
+    )
+    request_timeout: float = _seconds(
+        10.0, ge=0.5, le=300, description="The longest any single Kubernetes API call may take, in seconds."
+    )
+    connect_timeout: float = Field(
+        default_factory=lambda data: min(5.0, data.get("request_timeout", 5.0)),
+        ge=0.1,
+        le=60,
+        json_schema_extra={_UNIT: "seconds"},
+        description="The longest opening a connection to the API server may take, in seconds; at most "
+        "request_timeout. Default: 5, or request_timeout if that is lower.",
+    )
+    watch_server_timeout: int = _seconds(
+        60,
+        ge=10,
+        le=3600,
+        description="How long the API server keeps one watch open before the operator reopens it, "
+        "in seconds.",
+    )
+    watch_client_timeout: float = Field(
+        default_factory=lambda data: float(data.get("watch_server_timeout", 60)) + 30,
+        ge=10,
+        le=7200,
+        json_schema_extra={_UNIT: "seconds"},
+        description="When the operator gives up on a silent watch, in seconds; more than "
+        "watch_server_timeout. Default: watch_server_timeout + 30 (90).",
+    )
+    handler_timeout: float = _seconds(
+        60.0, ge=1, le=3600, description="The longest one handler may run before it is retried, in seconds."
+    )
+    resync_seconds: float = _seconds(
+        30.0,
+        ge=1,
+        le=3600,
+        description="How often the scheduler rescans everything, a safety net for missed events, in seconds.",
+    )
+    retry_backoff_seconds: float = _seconds(
+        2.0, ge=0.1, le=300, description="How long to wait before retrying a failed handler, in seconds."
+    )
+    artifact_signing_key: Secret32 | None = Field(
+        default=None,
+        description="A secret key for signing build artifacts, at least 32 bytes (`openssl rand -hex 32`). "
+        "Unset: nothing is signed.",
+    )
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        """`a, b,,a` from the environment becomes ["a", "b"]: trimmed, empty parts and duplicates dropped."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            parts = [part.strip() if isinstance(part, str) else part for part in value]
+            return list(dict.fromkeys(part for part in parts if part != ""))
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts_agree(self) -> Self:
+        if self.connect_timeout > self.request_timeout:
+            raise _conflict(
+                f"{env_var('connect_timeout')} ({self.connect_timeout:g}) must not exceed "
+                f"{env_var('request_timeout')} ({self.request_timeout:g}): "
+                "lower the first or raise the second",
+                "connect_timeout",
+                "request_timeout",
+            )
+        if self.watch_client_timeout <= self.watch_server_timeout:
+            raise _conflict(
+                f"{env_var('watch_client_timeout')} ({self.watch_client_timeout:g}) must be greater than "
+                f"{env_var('watch_server_timeout')} ({self.watch_server_timeout:g}), or the operator drops "
+                "healthy watches: raise the first or lower the second",
+                "watch_client_timeout",
+                "watch_server_timeout",
+            )
+        return self
+
+
+def env_var(field: str) -> str:
+    """The environment variable of a setting: `request_timeout` -> `BUILDFARM_REQUEST_TIMEOUT`."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+@dataclass(frozen=True)
+class SettingsProblem:
+    """One thing wrong with the settings; `message` names the settings by their environment variables."""
+
+    fields: tuple[str, ...]
+    message: str
+
+    def render(self, names: Mapping[str, str]) -> str:
+        """The message with some settings named differently, e.g. by the command-line flag that set them."""
+        text = self.message
+        for field in self.fields:
+            if field in names:
+                text = re.sub(rf"\b{re.escape(env_var(field))}\b", names[field], text)
+        return text
+
+
+class SettingsError(Exception):
+    """The settings are invalid; `str()` is one line naming every wrong variable and what it must be."""
+
+    def __init__(self, problems: list[SettingsProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(self.render())
+
+    def render(self, names: Mapping[str, str] | None = None) -> str:
+        return "; ".join(problem.render(names or {}) for problem in self.problems)
+
+
+def load_settings(**overrides: Any) -> OperatorSettings:
+    """The settings from the environment, with `overrides` (e.g. command-line flags) taking precedence."""
+    try:
+        return OperatorSettings(**overrides)
+    except ValidationError as error:
+        # `from None`: the pydantic error echoes inputs, which may include a secret.
+        raise SettingsError(_problems(error)) from None
+
+
+class _ConflictError(ValueError):
+    """Two or more settings disagree; the message already names them."""
+
+    def __init__(self, message: str, fields: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+def _conflict(message: str, *fields: str) -> _ConflictError:
+    return _ConflictError(message, fields)
+
+
+def _problems(error: ValidationError) -> list[SettingsProblem]:
+    problems = []
+    for detail in error.errors(include_url=False):
+        if detail["type"] == "default_factory_not_called":
+            continue  # A consequence of another field's error, which is reported instead.
+        cause = detail.get("ctx", {}).get("error")
+        if isinstance(cause, _ConflictError):
+            problems.append(SettingsProblem(cause.fields, str(cause)))
+            continue
+        field = str(detail["loc"][0]) if detail["loc"] else ""
+        if not field:
+            problems.append(SettingsProblem((), detail["msg"]))
+            continue
+        problems.append(SettingsProblem((field,), f"{env_var(field)}: {_describe(field, detail)}"))
+    return problems
+
+
+def _describe(field: str, detail: ErrorDetails) -> str:
+    """What the value must be, and the value given unless the field holds a secret."""
+    info = OperatorSettings.model_fields.get(field)
+    kind = detail["type"]
+    ctx = detail.get("ctx", {})
+    secret = info is not None and _holds_secret(info.annotation)
+    got = "" if secret else f" (got {_show(detail['input'])})"
+    unit = ""
+    if info is not None and isinstance(info.json_schema_extra, dict):
+        unit = f" {info.json_schema_extra.get(_UNIT, '')}".rstrip()
+
+    message: str
+    if kind == "extra_forbidden":
+        return "is not a setting of the operator"
+    if kind == "missing":
+        return "is required"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info is not None:
+        message = _bounds_message(info.metadata, unit) or detail["msg"]
+    elif kind in {"float_parsing", "float_type", "finite_number"}:
+        message = f"must be a number{' of ' + unit.strip() if unit else ''}"
+    elif kind in {"int_parsing", "int_type", "int_from_float"}:
+        message = f"must be a whole number{' of ' + unit.strip() if unit else ''}"
+    elif kind == "string_type":
+        message = "must be a string"
+    elif kind in {"bool_parsing", "bool_type"}:
+        message = "must be true or false"
+    elif kind == "too_long" and "max_length" in ctx:
+        message = f"must have at most {ctx['max_length']} items"
+    elif kind in {"string_too_short", "string_too_long"}:
+        message = detail["msg"].replace("String should have", "must have")
+    elif kind in {"namespace_name", "secret_too_short"}:
+        return detail["msg"]  # Already shows what it needs to, and never a secret.
+    else:
+        message = detail["msg"]
+    return f"{message}{got}"
+
+
+def _bounds_message(metadata: list[Any], unit: str) -> str | None:
+    low = next((m for m in metadata if isinstance(m, annotated_types.Ge | annotated_types.Gt)), None)
+    high = next((m for m in metadata if isinstance(m, annotated_types.Le | annotated_types.Lt)), None)
+    if isinstance(low, annotated_types.Ge) and isinstance(high, annotated_types.Le):
+        return f"must be between {_show(low.ge)} and {_show(high.le)}{unit}"
+    if isinstance(low, annotated_types.Ge):
+        return f"must be at least {_show(low.ge)}{unit}"
+    if isinstance(low, annotated_types.Gt):
+        return f"must be more than {_show(low.gt)}{unit}"
+    if isinstance(high, annotated_types.Le):
+        return f"must be at most {_show(high.le)}{unit}"
+    if isinstance(high, annotated_types.Lt):
+        return f"must be less than {_show(high.lt)}{unit}"
+    return None
+
+
+def _show(value: Any) -> str:
+    """A value as the user typed it: `-1`, `abc`; quoted only if blank or padded; cut short if long."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = str(value)
+    if isinstance(value, str) and (not value or value.strip() != value):
+        text = repr(value)
+    return text if len(text) <= _SHOWN_MAX else f"{text[: _SHOWN_MAX - 3]}..."
+
+
+def _holds_secret(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, SecretStr | SecretBytes):
+        return True
+    return any(_holds_secret(arg) for arg in get_args(annotation))

@@ -1,0 +1,261 @@
+"""`buildfarm operator` refuses to start with one clear line when its settings or its cluster are wrong.
+
+Each case runs the real command in a subprocess and checks its exit code and its whole stderr: exit 2 for a
+wrong setting, 1 for a cluster that cannot be reached or used; never a traceback.
+"""
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import yaml
+from kubernetes import client
+
+from buildfarm.dev.binaries import BinaryNotFoundError
+from buildfarm.dev.controlplane import ControlPlane
+from buildfarm.kube.preflight import PreflightError, preflight
+from tests.support.stallproxy import StallProxy
+
+# Generous: a refusal takes about a second; only a hung command gets near it.
+COMMAND_TIMEOUT: Final = 60
+API_TIMEOUT: Final = 10
+# Short, so the stalled-server cases wait little; a responsive local API server answers far sooner.
+STALL_REQUEST_TIMEOUT: Final = 1
+SECRET_THAT_MUST_NOT_LEAK: Final = "do-not-print-me"
+
+
+def operator_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of the command: no BUILDFARM_*, KUBECONFIG or in-cluster variables of this shell."""
+    dropped = ("BUILDFARM_", "KUBECONFIG", "KUBERNETES_SERVICE_")
+    env = {name: value for name, value in os.environ.items() if not name.upper().startswith(dropped)}
+    return env | {"HOME": str(home)} | extra
+
+
+def run_operator(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "buildfarm.cli.main", "operator", *args],
+        env=operator_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line of stderr, without its `error: ` prefix."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"want one line on stderr, got:\n{result.stderr}"
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.stderr
+    return lines[0].removeprefix("error: ")
+
+
+def unused_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_kubeconfig(path: Path, server: str, user: dict[str, Any], ca_data: str | None = None) -> Path:
+    cluster: dict[str, Any] = {"server": server}
+    if ca_data is not None:
+        cluster["certificate-authority-data"] = ca_data
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "test", "user": user}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+        "current-context": "test",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def with_server(kubeconfig: Path, server: str, out: Path) -> Path:
+    """A copy of `kubeconfig` pointing at another server URL (same CA and credentials)."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = server
+    out.write_text(yaml.safe_dump(config))
+    return out
+
+
+# Settings: no cluster needed, the command stops before it looks for one.
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "want_error"),
+    [
+        pytest.param(
+            {"BUILDFARM_REQUEST_TIMEOUT": "-1"},
+            [],
+            "BUILDFARM_REQUEST_TIMEOUT: must be between 0.5 and 300 seconds (got -1)",
+            id="bad-request-timeout-env",
+        ),
+        pytest.param(
+            {"BUILDFARM_REQUEST_TIMEOUT": "10"},
+            ["--request-timeout", "0"],
+            "--request-timeout: must be between 0.5 and 300 seconds (got 0)",
+            id="bad-request-timeout-flag-overrides-env",
+        ),
+        pytest.param(
+            {"BUILDFARM_ARTIFACT_SIGNING_KEY": SECRET_THAT_MUST_NOT_LEAK},
+            [],
+            "BUILDFARM_ARTIFACT_SIGNING_KEY: must be at least 32 bytes (got 15); "
+            "generate one with `openssl rand -hex 32`",
+            id="short-secret",
+        ),
+        pytest.param(
+            {},
+            ["-n", "team-a", "--all-namespaces"],
+            "--namespace and --all-namespaces exclude each other: use one",
+            id="namespace-and-all-namespaces",
+        ),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(
+    tmp_path: Path, env: dict[str, str], args: list[str], want_error: str
+) -> None:
+    result = run_operator(tmp_path, *args, **env)
+    assert result.returncode == 2, result.stderr
+    assert one_line(result) == want_error
+    assert SECRET_THAT_MUST_NOT_LEAK not in result.stderr + result.stdout
+
+
+# Cluster problems: exit 1.
+
+
+def test_missing_kubeconfig(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "kubeconfig"
+    result = run_operator(tmp_path, "--kubeconfig", str(missing))
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == f"no kubeconfig found at {missing}: set KUBECONFIG or --kubeconfig"
+
+
+def test_closed_port_cannot_reach(tmp_path: Path) -> None:
+    server = f"https://127.0.0.1:{unused_loopback_port()}"
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server, {"token": "not-used"})
+    result = run_operator(tmp_path, KUBECONFIG=str(kubeconfig))
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == (
+        f"cannot reach the Kubernetes API server at {server}: connection refused; "
+        "check KUBECONFIG and that the cluster is running"
+    )
+
+
+def test_stalled_server_times_out(tmp_path: Path) -> None:
+    # A stalled proxy accepts the connection and then says nothing, like a hung server or a dead link.
+    with StallProxy("127.0.0.1", unused_loopback_port()) as proxy:
+        proxy.stall()
+        server = f"https://127.0.0.1:{proxy.port}"
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server, {"token": "not-used"})
+        result = run_operator(
+            tmp_path, "--kubeconfig", str(kubeconfig), "--request-timeout", str(STALL_REQUEST_TIMEOUT)
+        )
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == (
+        f"cannot reach the Kubernetes API server at {server}: timed out after {STALL_REQUEST_TIMEOUT}s; "
+        "check KUBECONFIG and that the cluster is running"
+    )
+
+
+# A real API server: the session's, with the CRDs, and a bare one without them.
+
+
+@pytest.fixture(scope="module")
+def bare_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A second local API server on which no CRD is installed."""
+    try:
+        with ControlPlane(tmp_path_factory.mktemp("bare-controlplane"), crd_dir=None) as bare:
+            yield bare
+    except BinaryNotFoundError as error:
+        pytest.skip(f"no local control plane binaries for a cluster without CRDs: {error}")
+
+
+def test_crds_not_installed(tmp_path: Path, bare_control_plane: ControlPlane) -> None:
+    result = run_operator(tmp_path, "--kubeconfig", str(bare_control_plane.kubeconfig))
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == (
+        "CRD builds.buildfarm.dev is not installed: run `kubectl apply -f crds/` or install the Helm chart"
+    )
+
+
+@pytest.fixture
+def service_account_kubeconfig(
+    tmp_path: Path, kubeconfig: str, core_v1: client.CoreV1Api, namespace: str
+) -> tuple[Path, str]:
+    """A kubeconfig for a fresh ServiceAccount that no RBAC rule grants anything, and its user name."""
+    name = "no-rights"
+    core_v1.create_namespaced_service_account(
+        namespace,
+        client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)),
+        _request_timeout=API_TIMEOUT,
+    )
+    token = core_v1.create_namespaced_service_account_token(
+        name,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+        ),
+        _request_timeout=API_TIMEOUT,
+    )
+    assert token.status is not None, "the API server issued no token"
+    admin = yaml.safe_load(Path(kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    path = write_kubeconfig(
+        tmp_path / "sa-kubeconfig",
+        cluster["server"],
+        {"token": token.status.token},
+        ca_data=cluster.get("certificate-authority-data")
+        or base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode(),
+    )
+    return path, f"system:serviceaccount:{namespace}:{name}"
+
+
+def test_credentials_without_rbac_are_forbidden(
+    tmp_path: Path, service_account_kubeconfig: tuple[Path, str]
+) -> None:
+    path, user = service_account_kubeconfig
+    result = run_operator(tmp_path, "--kubeconfig", str(path))
+    assert result.returncode == 1, result.stderr
+    line = one_line(result)
+    assert line.startswith(
+        f"listing customresourcedefinitions is forbidden for {user}: grant the operator's RBAC"
+    )
+
+
+def test_preflight_passes_on_a_ready_cluster(api_client: client.ApiClient, namespace: str) -> None:
+    preflight(api_client, API_TIMEOUT)
+    preflight(api_client, (API_TIMEOUT, API_TIMEOUT), namespaces=[namespace])
+
+
+def test_preflight_times_out_while_the_server_stalls_and_passes_after(
+    tmp_path: Path, kubeconfig: str, control_plane: ControlPlane | None
+) -> None:
+    if control_plane is None:
+        pytest.skip("puts a proxy in front of the local control plane")
+    from buildfarm.kube.client import make_api_client
+    from buildfarm.settings import load_settings
+
+    port = int(control_plane.server.rsplit(":", 1)[1])
+    with StallProxy("127.0.0.1", port) as proxy:
+        proxied = with_server(Path(kubeconfig), f"https://127.0.0.1:{proxy.port}", tmp_path / "proxied")
+        settings = load_settings(kubeconfig=proxied, request_timeout=STALL_REQUEST_TIMEOUT)
+        timeout = (settings.connect_timeout, settings.request_timeout)
+        with make_api_client(settings) as api_client:
+            preflight(api_client, timeout)
+
+            proxy.stall()
+            with pytest.raises(PreflightError, match=rf"timed out after {STALL_REQUEST_TIMEOUT}s"):
+                preflight(api_client, timeout)
+
+            proxy.resume()
+            preflight(api_client, timeout)
