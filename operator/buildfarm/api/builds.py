@@ -218,7 +218,8 @@ BUILD_STATUS_RULES: Final[list[dict[str, Any]]] = [
         "fieldPath": ".attempt",
     },
     {
-        "rule": "self.workerName == '' || self.workerName == oldSelf.workerName || self.attempt > oldSelf.attempt",
+        "rule": "self.workerName == '' || self.workerName == oldSelf.workerName "
+        "|| self.attempt > oldSelf.attempt",
         "message": "status.workerName can only be set or changed together with an increase of status.attempt "
         "(the build is already assigned for this attempt)",
         "reason": "FieldValueForbidden",

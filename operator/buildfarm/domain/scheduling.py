@@ -8,7 +8,7 @@ workerSelector and has a free slot. Nothing here does I/O; the operator acts on 
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from buildfarm.api.builds import Build, BuildPhase
@@ -77,8 +77,10 @@ class Plan:
     workers: dict[str, WorkerView] = field(default_factory=dict)
 
 
-def queue_order(build: Build) -> tuple[int, str, str, str]:
-    return (-build.spec.priority, build.created, build.namespace, build.name)
+def queue_order(build: Build) -> tuple[int, str, datetime, str, str]:
+    # creationTimestamp has one-second resolution; queuedAt (set on admission) orders within a second.
+    queued = build.status.queued_at or datetime.max.replace(tzinfo=UTC)
+    return (-build.spec.priority, build.created, queued, build.namespace, build.name)
 
 
 def view_worker(worker: Worker, builds: Iterable[Build], snapshot: Snapshot) -> WorkerView:

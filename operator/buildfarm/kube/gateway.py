@@ -1,6 +1,7 @@
 """The gateway: the only code that calls the Kubernetes API. Every call has an explicit timeout, and
 every write of state that matters is conditional on the resourceVersion the caller read."""
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,8 +106,9 @@ class Gateway:
         namespace = obj.metadata.get("namespace") or "default"
         now = datetime.now(UTC)
         event = k8s.EventsV1Event(
+            # Named like the events Kubernetes itself records: <object>.<unique suffix>.
             metadata=k8s.V1ObjectMeta(
-                generate_name=f"{obj.metadata.get('name', 'object')}.", namespace=namespace
+                name=f"{obj.metadata.get('name')}.{uuid.uuid4().hex[:16]}", namespace=namespace
             ),
             event_time=now,
             reporting_controller=f"{c.GROUP}/operator",

@@ -1,0 +1,120 @@
+"""Thin kopf handlers: parse the body into a model, ask the domain, act through the gateway.
+
+Errors are classified in one place (`_as_kopf`): transient ones become kopf.TemporaryError (kopf retries,
+the build stays queued), permanent ones fail the build with a readable reason and an Event, then become
+kopf.PermanentError.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import kopf
+from kubernetes.client import ApiClient
+
+from buildfarm import constants as c
+from buildfarm.api.builds import Build
+from buildfarm.errors import BuildfarmError, Conflict, NotFound, PermanentError, TransientError
+from buildfarm.kube.gateway import Gateway
+from buildfarm.operator.config import configure_kopf, connection_info
+from buildfarm.operator.outcomes import Reporter
+from buildfarm.operator.scheduler import Scheduler
+from buildfarm.operator.store import Store
+from buildfarm.settings import OperatorSettings
+
+CONFLICT_RETRY_DELAY = 0.5
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    *,
+    settings: OperatorSettings,
+    api_client: ApiClient,
+    gateway: Gateway,
+    store: Store,
+    scheduler: Scheduler,
+    reporter: Reporter,
+) -> None:
+    """Register every handler on `registry`, closed over the operator's collaborators."""
+    on = kopf.on
+    timeout = settings.handler_timeout
+
+    @on.startup(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, operator_settings)
+
+    operator_settings = settings
+    loop_task: list[asyncio.Task[None]] = []
+
+    @on.startup(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    async def start_scheduler(**_: Any) -> None:
+        loop_task.append(asyncio.create_task(scheduler.run(), name="buildfarm-scheduler"))
+
+    @on.cleanup(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    async def stop_scheduler(**_: Any) -> None:
+        # Stopped here, not after kopf returns: kopf waits for stray tasks before it exits.
+        for task in loop_task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @on.login(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(api_client)
+
+    @on.event(c.GROUP, c.VERSION, c.BUILD_PLURAL, id="watch-builds", registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    async def build_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        store.on_build_event(type, dict(body))
+        scheduler.kick()
+
+    @on.event(c.GROUP, c.VERSION, c.WORKER_PLURAL, id="watch-workers", registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    async def worker_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        store.on_worker_event(type, dict(body))
+        scheduler.kick()
+
+    @on.resume(
+        c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, timeout=timeout, id="admit", registry=registry
+    )  # type: ignore[untyped-decorator,unused-ignore]
+    @on.create(
+        c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, timeout=timeout, id="admit", registry=registry
+    )  # type: ignore[untyped-decorator,unused-ignore]
+    def admit(body: kopf.Body, **_: Any) -> None:
+        """Queue a new build, after checking what no retry could fix (its credentials Secret exists)."""
+        build = Build.model_validate(dict(body))
+        with _as_kopf(build, reporter):
+            if build.spec.credentials is not None:
+                name = build.spec.credentials.secret_name
+                if not gateway.secret_exists(build.namespace, name):
+                    raise PermanentError(
+                        f"Secret {name} with the signing credentials does not exist in namespace "
+                        f"{build.namespace}: create it, then submit the build again.",
+                        reason="CredentialsNotFound",
+                    )
+            store.observe_build(reporter.queued(build))
+        scheduler.kick()
+
+
+def _not_admitted(status: kopf.Status, **_: Any) -> bool:
+    return not status.get("phase")
+
+
+@contextmanager
+def _as_kopf(build: Build, reporter: Reporter) -> Iterator[None]:
+    try:
+        yield
+    except Conflict as exc:
+        raise kopf.TemporaryError(exc.message, delay=CONFLICT_RETRY_DELAY) from exc
+    except TransientError as exc:
+        raise kopf.TemporaryError(exc.message) from exc
+    except NotFound as exc:
+        raise kopf.PermanentError(f"the build is gone: {exc.message}") from exc
+    except BuildfarmError as exc:
+        try:
+            reporter.fail(build, exc)
+        except TransientError as inner:
+            raise kopf.TemporaryError(
+                f"{exc.message} (and failing the build failed: {inner.message})"
+            ) from exc
+        raise kopf.PermanentError(exc.message) from exc

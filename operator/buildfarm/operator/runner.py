@@ -1,0 +1,57 @@
+"""`buildfarm operator`: kopf's watch machinery and the scheduling loop in one event loop."""
+
+import asyncio
+from datetime import UTC, datetime
+
+import kopf
+from kubernetes.client import ApiClient
+
+from buildfarm.kube.client import request_timeout
+from buildfarm.kube.gateway import Gateway
+from buildfarm.operator import handlers
+from buildfarm.operator.assignment import Assigner
+from buildfarm.operator.outcomes import Reporter
+from buildfarm.operator.scheduler import Scheduler
+from buildfarm.operator.store import Store
+from buildfarm.settings import OperatorSettings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def run(settings: OperatorSettings, api_client: ApiClient) -> None:
+    asyncio.run(serve(settings, api_client))
+
+
+async def serve(settings: OperatorSettings, api_client: ApiClient, stop: asyncio.Event | None = None) -> None:
+    namespaces = frozenset(settings.namespaces) or None
+    gateway = Gateway(api_client, request_timeout(settings))
+    store = Store(namespaces)
+    reporter = Reporter(gateway, utcnow)
+    scheduler = Scheduler(
+        store,
+        Assigner(gateway, utcnow, namespaces),
+        reporter,
+        utcnow,
+        call_timeout=settings.handler_timeout,
+        resync_seconds=settings.resync_seconds,
+        backoff_seconds=settings.retry_backoff_seconds,
+    )
+    registry = kopf.OperatorRegistry()
+    handlers.register(
+        registry,
+        settings=settings,
+        api_client=api_client,
+        gateway=gateway,
+        store=store,
+        scheduler=scheduler,
+        reporter=reporter,
+    )
+    await kopf.operator(
+        registry=registry,
+        standalone=settings.standalone,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        stop_flag=stop,
+    )
