@@ -1,0 +1,47 @@
+# The commands a developer needs. Everything installs from package registries into .venv and
+# ~/.cache/buildfarm; nothing is downloaded from anywhere else.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: setup test lint unit integration stress demo down crds clean
+
+$(BIN)/buildfarm: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	@touch $@
+
+setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver (cached)
+	bash hack/build-kube-apiserver.sh >/dev/null
+
+lint: setup ## ruff, mypy (strict), and the CRDs are up to date with the models
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/buildfarm dev crds --check
+
+test: lint ## Everything CI runs: lint, unit and integration tests (real etcd + kube-apiserver)
+	$(BIN)/pytest
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+stress: setup ## Run the concurrency scenarios 100 times (ROUNDS=n to change) and print the pass count
+	bash hack/stress.sh $(or $(ROUNDS),100)
+
+demo: setup ## Start a local control plane, run the operator, queue sample builds and watch them assigned
+	bash hack/demo.sh
+
+down: ## Stop the local control plane that `make demo` left running
+	$(BIN)/buildfarm dev controlplane down
+
+crds: ## Regenerate crds/ from the API models
+	$(BIN)/buildfarm dev crds
+
+clean: down
+	rm -rf $(VENV) .buildfarm
