@@ -40,6 +40,7 @@ def register(
     """Register every handler on `registry`, closed over the operator's collaborators."""
     on = kopf.on
     timeout = settings.handler_timeout
+    backoff = settings.retry_backoff_seconds
 
     @on.startup(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -74,16 +75,22 @@ def register(
         store.on_worker_event(type, dict(body))
         scheduler.kick()
 
-    @on.resume(
-        c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, timeout=timeout, id="admit", registry=registry
-    )  # type: ignore[untyped-decorator,unused-ignore]
-    @on.create(
-        c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, timeout=timeout, id="admit", registry=registry
-    )  # type: ignore[untyped-decorator,unused-ignore]
-    def admit(body: kopf.Body, **_: Any) -> None:
+    # No kopf `timeout=` here: kopf would stop retrying after it and the build would never be queued.
+    # Each invocation is bounded instead, and transient failures are retried for as long as they last.
+    @on.resume(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    @on.create(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    async def admit(body: kopf.Body, **_: Any) -> None:
         """Queue a new build, after checking what no retry could fix (its credentials Secret exists)."""
         build = Build.model_validate(dict(body))
-        with _as_kopf(build, reporter):
+        try:
+            queued = await asyncio.wait_for(asyncio.to_thread(_admit, build), timeout=timeout)
+        except TimeoutError:
+            raise kopf.TemporaryError(f"admission took longer than {timeout:.0f}s", delay=backoff) from None
+        store.observe_build(queued)
+        scheduler.kick()
+
+    def _admit(build: Build) -> Build:
+        with _as_kopf(build, reporter, backoff):
             if build.spec.credentials is not None:
                 name = build.spec.credentials.secret_name
                 if not gateway.secret_exists(build.namespace, name):
@@ -92,8 +99,7 @@ def register(
                         f"{build.namespace}: create it, then submit the build again.",
                         reason="CredentialsNotFound",
                     )
-            store.observe_build(reporter.queued(build))
-        scheduler.kick()
+            return reporter.queued(build)
 
 
 def _not_admitted(status: kopf.Status, **_: Any) -> bool:
@@ -101,13 +107,14 @@ def _not_admitted(status: kopf.Status, **_: Any) -> bool:
 
 
 @contextmanager
-def _as_kopf(build: Build, reporter: Reporter) -> Iterator[None]:
+def _as_kopf(build: Build, reporter: Reporter, backoff: float) -> Iterator[None]:
+    """The one place where buildfarm's error classes become kopf's."""
     try:
         yield
     except Conflict as exc:
         raise kopf.TemporaryError(exc.message, delay=CONFLICT_RETRY_DELAY) from exc
     except TransientError as exc:
-        raise kopf.TemporaryError(exc.message) from exc
+        raise kopf.TemporaryError(exc.message, delay=backoff) from exc
     except NotFound as exc:
         raise kopf.PermanentError(f"the build is gone: {exc.message}") from exc
     except BuildfarmError as exc:
@@ -115,6 +122,6 @@ def _as_kopf(build: Build, reporter: Reporter) -> Iterator[None]:
             reporter.fail(build, exc)
         except TransientError as inner:
             raise kopf.TemporaryError(
-                f"{exc.message} (and failing the build failed: {inner.message})"
+                f"{exc.message} (and failing the build failed: {inner.message})", delay=backoff
             ) from exc
         raise kopf.PermanentError(exc.message) from exc
