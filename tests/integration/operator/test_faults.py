@@ -2,6 +2,7 @@
 can read and an Event. Faults come from the real API server (a failing admission webhook, real
 conflicts, a worker that is deleted), never from a mock. Nothing is lost."""
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,12 +129,10 @@ def test_api_500_once_on_admission_and_on_assignment_keeps_the_build_queued(
 
 def _touch(gw: Gateway, farm: Farm, name: str) -> bool:
     build = farm.get_build(name)
-    try:
+    with contextlib.suppress(TransientError):
         gw.write_build_status(
             build, build.status.model_copy(update={"message": f"probe {now().isoformat()}"})
         )
-    except TransientError:
-        pass
     return True
 
 
