@@ -102,6 +102,8 @@ class Scheduler:
         except PermanentError as exc:
             self.reporter.fail(assignment.build, exc)
             return
+        except Conflict:
+            raise  # someone else moved first: the next cycle re-plans from fresh state, quietly
         except TransientError as exc:
             self.reporter.waiting(assignment.build, exc.reason, exc.message)
             raise
