@@ -13,6 +13,7 @@ from buildfarm.api.meta import (
     Condition,
     LabelSelector,
     Platform,
+    Resource,
 )
 
 LOG_TAIL_MAX: Final = 16384
@@ -251,39 +252,12 @@ BUILD_RULES: Final[list[dict[str, Any]]] = [
 ]
 
 
-class Build(ApiModel):
+class Build(Resource):
     """A build of an Expo / React Native app for one platform."""
 
-    api_version: str = Field(default="buildfarm.dev/v1alpha1")
-    kind: str = Field(default="Build")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    kind: str = "Build"
     spec: BuildSpec
     status: BuildStatus = Field(default_factory=BuildStatus)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace", ""))
-
-    @property
-    def uid(self) -> str:
-        return str(self.metadata.get("uid", ""))
-
-    @property
-    def resource_version(self) -> str:
-        return str(self.metadata.get("resourceVersion", ""))
-
-    @property
-    def created(self) -> str:
-        """creationTimestamp as RFC 3339 text, which sorts in time order."""
-        return str(self.metadata.get("creationTimestamp", ""))
-
-    @property
-    def generation(self) -> int:
-        return int(self.metadata.get("generation", 0))
 
 
 BUILD_SPEC_RULES: Final = _immutable_spec_rules()

@@ -102,3 +102,40 @@ class LabelSelector(ApiModel):
         max_length=SELECTOR_MAX_ITEMS,
         description="Set-based requirements on a Worker's labels; all must hold.",
     )
+
+
+class Resource(ApiModel):
+    """What every buildfarm object has: type and object metadata (kept as the API server sent it)."""
+
+    api_version: str = Field(default="buildfarm.dev/v1alpha1")
+    kind: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))
+
+    @property
+    def uid(self) -> str:
+        return str(self.metadata.get("uid", ""))
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.metadata.get("resourceVersion", ""))
+
+    @property
+    def generation(self) -> int:
+        return int(self.metadata.get("generation", 0))
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.metadata.get("labels") or {})
+
+    @property
+    def created(self) -> str:
+        """creationTimestamp as RFC 3339 text, which sorts in time order."""
+        return str(self.metadata.get("creationTimestamp", ""))

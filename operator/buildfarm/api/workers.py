@@ -1,11 +1,11 @@
 """The Worker resource (cluster-scoped, the analogue of a Node): one build machine and its agent."""
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from pydantic import Field
 
-from buildfarm.api.meta import CONDITIONS_FIELD, ApiModel, Condition, ConditionStatus, Platform
+from buildfarm.api.meta import CONDITIONS_FIELD, ApiModel, Condition, ConditionStatus, Platform, Resource
 
 READY: Final = "Ready"
 
@@ -75,26 +75,12 @@ class WorkerStatus(ApiModel):
     )
 
 
-class Worker(ApiModel):
+class Worker(Resource):
     """A build machine (usually a Mac) that runs an agent outside the cluster."""
 
-    api_version: str = Field(default="buildfarm.dev/v1alpha1")
-    kind: str = Field(default="Worker")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    kind: str = "Worker"
     spec: WorkerSpec
     status: WorkerStatus = Field(default_factory=WorkerStatus)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.metadata.get("labels") or {})
-
-    @property
-    def resource_version(self) -> str:
-        return str(self.metadata.get("resourceVersion", ""))
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.status.conditions if c.type == type_), None)

@@ -1,6 +1,7 @@
 """The gateway: the only code that calls the Kubernetes API. Every call has an explicit timeout, and
 every write of state that matters is conditional on the resourceVersion the caller read."""
 
+import socket
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -9,13 +10,15 @@ from kubernetes import client as k8s
 
 from buildfarm import constants as c
 from buildfarm.api.builds import Build, BuildStatus
+from buildfarm.api.meta import Resource
 from buildfarm.api.workers import Worker, WorkerStatus
 from buildfarm.errors import NotFound
 from buildfarm.kube.errors import classified
 
 Timeout = tuple[float, float]  # (connect, read) seconds, as the client's _request_timeout takes it
 
-EVENT_SOURCE = "buildfarm-operator"
+# Which operator process reported an Event, when several run.
+REPORTING_INSTANCE = f"buildfarm-operator-{socket.gethostname()}"[:128]
 
 
 class Gateway:
@@ -101,18 +104,15 @@ class Gateway:
             return False
         return True
 
-    def post_event(self, obj: Build | Worker, *, type_: str, reason: str, action: str, note: str) -> None:
+    def post_event(self, obj: Resource, *, type_: str, reason: str, action: str, note: str) -> None:
         """Record an Event users see in `kubectl describe` (events.k8s.io/v1)."""
-        namespace = obj.metadata.get("namespace") or "default"
-        now = datetime.now(UTC)
+        namespace = obj.namespace or "default"  # a cluster-scoped Worker's events go to default
         event = k8s.EventsV1Event(
             # Named like the events Kubernetes itself records: <object>.<unique suffix>.
-            metadata=k8s.V1ObjectMeta(
-                name=f"{obj.metadata.get('name')}.{uuid.uuid4().hex[:16]}", namespace=namespace
-            ),
-            event_time=now,
+            metadata=k8s.V1ObjectMeta(name=f"{obj.name}.{uuid.uuid4().hex[:16]}", namespace=namespace),
+            event_time=datetime.now(UTC),
             reporting_controller=f"{c.GROUP}/operator",
-            reporting_instance=EVENT_SOURCE,
+            reporting_instance=REPORTING_INSTANCE,
             action=action,
             reason=reason,
             note=note[:1024],
@@ -120,13 +120,13 @@ class Gateway:
             regarding=k8s.V1ObjectReference(
                 api_version=c.API_VERSION,
                 kind=obj.kind,
-                name=obj.metadata.get("name"),
-                namespace=obj.metadata.get("namespace"),
-                uid=obj.metadata.get("uid"),
-                resource_version=obj.metadata.get("resourceVersion"),
+                name=obj.name,
+                namespace=obj.namespace or None,
+                uid=obj.uid,
+                resource_version=obj.resource_version,
             ),
         )
-        with classified(f"post event {reason} for {obj.kind} {obj.metadata.get('name')}"):
+        with classified(f"post event {reason} for {obj.kind} {obj.name}"):
             self._events.create_namespaced_event(namespace, event, _request_timeout=self.timeout)
 
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from buildfarm.api.builds import Build, BuildPhase, BuildStatus
-from buildfarm.api.meta import ConditionStatus
+from buildfarm.api.builds import Build
 from buildfarm.api.workers import Reservation, Worker
-from buildfarm.domain.conditions import SCHEDULED, set_condition
+from buildfarm.domain import transitions
 from buildfarm.domain.reservations import can_roll_forward
 from buildfarm.domain.scheduling import Assignment, Snapshot, WaitReason, eligible, view_worker
 from buildfarm.errors import Conflict, NotFound, TransientError
@@ -72,13 +71,7 @@ class Assigner:
                 )
             if view.free <= 0:
                 raise TransientError(f"worker {worker_name} has no free slot", reason=WaitReason.WORKER_BUSY)
-            held = Reservation(
-                namespace=build.namespace,
-                name=build.name,
-                uid=build.uid,
-                attempt=attempt,
-                reserved_at=self.clock(),
-            )
+            held = self._reservation(build, attempt)
             status = worker.status.model_copy(update={"reservations": [*view.live, held]})
             try:
                 self.gateway.write_worker_status(worker, status)
@@ -89,19 +82,13 @@ class Assigner:
 
     def bind(self, build: Build, worker_name: str, attempt: int) -> Outcome:
         """Bind the build to the worker at `attempt`, guarded by the build's resourceVersion."""
-        expected = Reservation(
-            namespace=build.namespace,
-            name=build.name,
-            uid=build.uid,
-            attempt=attempt,
-            reserved_at=self.clock(),
-        )
+        expected = self._reservation(build, attempt)
         for _ in range(MAX_CONFLICTS):
             if not can_roll_forward(expected, build):
                 return self._lost(build, worker_name, attempt)
             try:
                 bound = self.gateway.write_build_status(
-                    build, self._assigned_status(build, worker_name, attempt)
+                    build, transitions.assigned(build, worker_name, attempt, self.clock())
                 )
                 return Outcome(Result.ASSIGNED, bound, wrote=True)
             except Conflict:
@@ -119,16 +106,7 @@ class Assigner:
         status = build.status
         if status.attempt == attempt and status.worker_name == worker_name:
             return Outcome(Result.ASSIGNED, build)  # someone completed our reservation
-        self.release(
-            worker_name,
-            Reservation(
-                namespace=build.namespace,
-                name=build.name,
-                uid=build.uid,
-                attempt=attempt,
-                reserved_at=self.clock(),
-            ),
-        )
+        self.release(worker_name, self._reservation(build, attempt))
         return Outcome(Result.SKIPPED, build)
 
     def release(self, worker_name: str, reservation: Reservation) -> None:
@@ -165,6 +143,15 @@ class Assigner:
         )
         return self.gateway.write_worker_status(worker, status)
 
+    def _reservation(self, build: Build, attempt: int) -> Reservation:
+        return Reservation(
+            namespace=build.namespace,
+            name=build.name,
+            uid=build.uid,
+            attempt=attempt,
+            reserved_at=self.clock(),
+        )
+
     def _read_worker(self, name: str) -> Worker:
         try:
             return self.gateway.get_worker(name)
@@ -173,30 +160,6 @@ class Assigner:
 
     def _snapshot(self) -> Snapshot:
         return Snapshot(builds=(), workers=(), now=self.clock(), namespaces=self.namespaces)
-
-    def _assigned_status(self, build: Build, worker_name: str, attempt: int) -> BuildStatus:
-        now = self.clock()
-        message = f"Assigned to worker {worker_name} (attempt {attempt} of {build.spec.max_attempts})."
-        return build.status.model_copy(
-            update={
-                "phase": BuildPhase.ASSIGNED,
-                "worker_name": worker_name,
-                "attempt": attempt,
-                "assigned_at": now,
-                "reason": "Assigned",
-                "message": message,
-                "observed_generation": build.generation,
-                "conditions": set_condition(
-                    build.status.conditions,
-                    type_=SCHEDULED,
-                    status=ConditionStatus.TRUE,
-                    reason="Assigned",
-                    message=message,
-                    generation=build.generation,
-                    now=now,
-                ),
-            }
-        )
 
 
 def _is_for(reservation: Reservation, build: Build, attempt: int) -> bool:

@@ -6,9 +6,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from buildfarm.api.builds import Build, BuildPhase, BuildStatus
-from buildfarm.api.meta import ConditionStatus
-from buildfarm.domain.conditions import SCHEDULED, set_condition
+from buildfarm.api.builds import Build, BuildPhase
+from buildfarm.domain import transitions
 from buildfarm.domain.phases import is_terminal
 from buildfarm.errors import BuildfarmError, Conflict, NotFound, TransientError
 from buildfarm.kube.gateway import Gateway
@@ -26,10 +25,7 @@ class Reporter:
 
     def queued(self, build: Build) -> Build:
         """Admit a new build into the queue (phase Pending)."""
-        message = "Waiting for a worker."
-        status = self._pending(build, "Queued", message)
-        status.queued_at = status.queued_at or self.clock()
-        return self.gateway.write_build_status(build, status)
+        return self.gateway.write_build_status(build, transitions.queued(build, self.clock()))
 
     def waiting(self, build: Build, reason: str, message: str) -> None:
         """Say why a pending build waits. Cosmetic: a lost race is fine, the next cycle says it again."""
@@ -39,7 +35,7 @@ class Reporter:
         ):
             return
         try:
-            self.gateway.write_build_status(build, self._pending(build, reason, message))
+            self.gateway.write_build_status(build, transitions.waiting(build, reason, message, self.clock()))
         except (Conflict, NotFound):
             return
         if build.status.reason != reason:
@@ -61,25 +57,7 @@ class Reporter:
         for _ in range(MAX_CONFLICTS):
             if is_terminal(build.status.phase):
                 return
-            now = self.clock()
-            status = build.status.model_copy(
-                update={
-                    "phase": phase,
-                    "reason": reason,
-                    "message": message,
-                    "finished_at": now,
-                    "observed_generation": build.generation,
-                    "conditions": set_condition(
-                        build.status.conditions,
-                        type_=SCHEDULED,
-                        status=ConditionStatus.FALSE,
-                        reason=reason,
-                        message=message,
-                        generation=build.generation,
-                        now=now,
-                    ),
-                }
-            )
+            status = transitions.finished(build, phase, reason, message, self.clock())
             try:
                 written = self.gateway.write_build_status(build, status)
             except Conflict:
@@ -88,26 +66,6 @@ class Reporter:
             self._event(written, event_type, reason, str(phase), message)
             return
         raise TransientError(f"build {build.namespace}/{build.name} kept changing; will retry")
-
-    def _pending(self, build: Build, reason: str, message: str) -> BuildStatus:
-        now = self.clock()
-        return build.status.model_copy(
-            update={
-                "phase": BuildPhase.PENDING,
-                "reason": reason,
-                "message": message,
-                "observed_generation": build.generation,
-                "conditions": set_condition(
-                    build.status.conditions,
-                    type_=SCHEDULED,
-                    status=ConditionStatus.FALSE,
-                    reason=reason,
-                    message=message,
-                    generation=build.generation,
-                    now=now,
-                ),
-            }
-        )
 
     def _event(self, build: Build, type_: str, reason: str, action: str, note: str) -> None:
         try:

@@ -1,0 +1,78 @@
+"""The next status of a Build for each transition the operator makes: pure, so it is table-tested and
+the operator's writers only choose which one to write."""
+
+from datetime import datetime
+from typing import Any
+
+from buildfarm.api.builds import Build, BuildPhase, BuildStatus
+from buildfarm.api.meta import ConditionStatus
+from buildfarm.domain.conditions import SCHEDULED, set_condition
+from buildfarm.domain.phases import can_transition
+
+QUEUED = "Queued"
+ASSIGNED = "Assigned"
+
+
+def queued(build: Build, now: datetime) -> BuildStatus:
+    """Admitted into the queue."""
+    status = _next(build, BuildPhase.PENDING, QUEUED, "Waiting for a worker.", ConditionStatus.FALSE, now)
+    status.queued_at = build.status.queued_at or now
+    return status
+
+
+def waiting(build: Build, reason: str, message: str, now: datetime) -> BuildStatus:
+    """Still pending, for the reason given (e.g. WorkerBusy)."""
+    return _next(build, BuildPhase.PENDING, reason, message, ConditionStatus.FALSE, now)
+
+
+def assigned(build: Build, worker: str, attempt: int, now: datetime) -> BuildStatus:
+    """Bound to `worker` for `attempt`."""
+    message = f"Assigned to worker {worker} (attempt {attempt} of {build.spec.max_attempts})."
+    return _next(
+        build,
+        BuildPhase.ASSIGNED,
+        ASSIGNED,
+        message,
+        ConditionStatus.TRUE,
+        now,
+        worker_name=worker,
+        attempt=attempt,
+        assigned_at=now,
+    )
+
+
+def finished(build: Build, phase: BuildPhase, reason: str, message: str, now: datetime) -> BuildStatus:
+    """Failed or Cancelled by the operator; final."""
+    return _next(build, phase, reason, message, ConditionStatus.FALSE, now, finished_at=now)
+
+
+def _next(
+    build: Build,
+    phase: BuildPhase,
+    reason: str,
+    message: str,
+    scheduled: ConditionStatus,
+    now: datetime,
+    **fields: Any,
+) -> BuildStatus:
+    if not can_transition(build.status.phase, phase):
+        raise ValueError(f"a build cannot go from {build.status.phase} to {phase}")
+    conditions = set_condition(
+        build.status.conditions,
+        type_=SCHEDULED,
+        status=scheduled,
+        reason=reason,
+        message=message,
+        generation=build.generation,
+        now=now,
+    )
+    return build.status.model_copy(
+        update={
+            "phase": phase,
+            "reason": reason,
+            "message": message,
+            "observed_generation": build.generation,
+            "conditions": conditions,
+            **fields,
+        }
+    )

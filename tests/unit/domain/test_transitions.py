@@ -1,0 +1,67 @@
+"""Table tests for the statuses the operator writes at each transition."""
+
+from datetime import timedelta
+
+import pytest
+
+from buildfarm.api.builds import BuildPhase
+from buildfarm.domain import transitions
+from tests.factories import T0, build
+
+LATER = T0 + timedelta(minutes=5)
+
+
+def test_queued_keeps_the_first_queue_time() -> None:
+    first = transitions.queued(build("b", phase=None), T0)
+    again = transitions.queued(build("b").model_copy(update={"status": first}), LATER)
+    assert (first.phase, first.reason, first.queued_at) == (BuildPhase.PENDING, "Queued", T0)
+    assert again.queued_at == T0
+
+
+def test_assigned_sets_the_fencing_token_and_the_condition() -> None:
+    status = transitions.assigned(build("b", attempt=1), "mac-1", 2, T0)
+    assert (status.phase, status.worker_name, status.attempt, status.assigned_at) == (
+        BuildPhase.ASSIGNED,
+        "mac-1",
+        2,
+        T0,
+    )
+    assert status.message == "Assigned to worker mac-1 (attempt 2 of 3)."
+    [scheduled] = status.conditions
+    assert (scheduled.type, scheduled.status, scheduled.reason, scheduled.observed_generation) == (
+        "Scheduled",
+        "True",
+        "Assigned",
+        1,
+    )
+
+
+def test_waiting_then_assigned_moves_the_transition_time_once() -> None:
+    waiting = transitions.waiting(build("b"), "WorkerBusy", "busy", T0)
+    still = transitions.waiting(
+        build("b").model_copy(update={"status": waiting}), "NoMatchingWorker", "none", LATER
+    )
+    assert still.conditions[0].last_transition_time == T0
+    assert still.reason == "NoMatchingWorker"
+
+
+@pytest.mark.parametrize(
+    ("name", "phase", "target"),
+    [
+        ("a finished build cannot be failed again", "Succeeded", BuildPhase.FAILED),
+        ("a cancelled build cannot be queued", "Cancelled", BuildPhase.PENDING),
+    ],
+)
+def test_illegal_transitions_are_refused(name: str, phase: str, target: BuildPhase) -> None:
+    with pytest.raises(ValueError, match="cannot go from"):
+        transitions.finished(build("b", phase=phase), target, "X", "x", T0)
+
+
+def test_finished_records_the_time_and_reason() -> None:
+    status = transitions.finished(build("b"), BuildPhase.FAILED, "CredentialsNotFound", "no secret", T0)
+    assert (status.phase, status.reason, status.finished_at, status.conditions[0].reason) == (
+        BuildPhase.FAILED,
+        "CredentialsNotFound",
+        T0,
+        "CredentialsNotFound",
+    )
