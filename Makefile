@@ -20,6 +20,7 @@ lint: setup ## ruff, mypy (strict), and the CRDs are up to date with the models
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/buildfarm dev crds --check
 
 test: lint ## Everything CI runs: lint, unit and integration tests (real etcd + kube-apiserver)

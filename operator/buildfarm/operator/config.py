@@ -5,14 +5,18 @@ Used by the runner, typically from a `@kopf.on.startup()` handler (`configure_ko
 as the preflight checks did.
 """
 
+from __future__ import annotations
+
 import logging
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import kopf
-from kubernetes.client import ApiClient
 
 from buildfarm import constants as c
 from buildfarm.settings import OperatorSettings
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
 
 DIFFBASE_KEY: Final = "last-handled-configuration"
 # Retries of failed API calls inside kopf (seconds): short, bounded, and about a minute in total.

@@ -5,14 +5,15 @@ the build stays queued), permanent ones fail the build with a readable reason an
 kopf.PermanentError.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
-from kubernetes.client import ApiClient
 
 from buildfarm import constants as c
 from buildfarm.api.builds import Build
@@ -23,6 +24,9 @@ from buildfarm.operator.outcomes import Reporter
 from buildfarm.operator.scheduler import Scheduler
 from buildfarm.operator.store import Store
 from buildfarm.settings import OperatorSettings
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
 
 CONFLICT_RETRY_DELAY = 0.5
 

@@ -1,10 +1,12 @@
 """`buildfarm operator`: kopf's watch machinery and the scheduling loop in one event loop."""
 
+from __future__ import annotations
+
 import asyncio
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import kopf
-from kubernetes.client import ApiClient
 
 from buildfarm.kube.client import request_timeout
 from buildfarm.kube.gateway import Gateway
@@ -14,6 +16,9 @@ from buildfarm.operator.outcomes import Reporter
 from buildfarm.operator.scheduler import Scheduler
 from buildfarm.operator.store import Store
 from buildfarm.settings import OperatorSettings
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
 
 
 def utcnow() -> datetime:
