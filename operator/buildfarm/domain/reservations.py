@@ -6,6 +6,7 @@ attempt and workerName only move forward (CEL rules), and terminal phases are fi
 stale cache can only under-report staleness, never over-report it. See docs/assignment-protocol.md.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -38,8 +39,13 @@ def slot_state(
     *,
     watched: bool,
     now: datetime,
+    deleted: Collection[str] = (),
 ) -> SlotState:
+    """`deleted` holds the uids of builds the watch saw deleted: a deletion is final, so their slots go
+    at once rather than after the grace period for builds never seen."""
     if build is None:
+        if reservation.uid in deleted:
+            return SlotState.STALE
         if not watched or now - reservation.reserved_at < UNSEEN_BUILD_GRACE:
             return SlotState.IN_FLIGHT
         return SlotState.STALE

@@ -6,7 +6,7 @@ A worker can take a build when it is Ready, not cordoned, lists the build's plat
 workerSelector and has a free slot. Nothing here does I/O; the operator acts on the Plan.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,6 +31,8 @@ class Snapshot:
     # The namespaces this operator watches; None means all. Reservations for builds outside them are
     # never judged stale, since this operator cannot see those builds.
     namespaces: frozenset[str] | None = None
+    # UIDs of builds the watch saw deleted (recently): their reservations are released at once.
+    deleted: frozenset[str] = frozenset()
 
     def watched(self, namespace: str) -> bool:
         return self.namespaces is None or namespace in self.namespaces
@@ -83,15 +85,22 @@ def queue_order(build: Build) -> tuple[int, str, datetime, str, str]:
     return (-build.spec.priority, build.created, queued, build.namespace, build.name)
 
 
-def view_worker(worker: Worker, builds: Iterable[Build], snapshot: Snapshot) -> WorkerView:
+def view_worker(worker: Worker, snapshot: Snapshot) -> WorkerView:
     """Sort the worker's reservations into live and stale; its load also counts builds bound to it
     without a reservation (e.g. assigned by hand), so the Builds stay the source of truth."""
-    by_ref = {BuildRef(b.namespace, b.name): b for b in builds}
+    by_ref = {BuildRef(b.namespace, b.name): b for b in snapshot.builds}
     live: list[Reservation] = []
     stale: list[Reservation] = []
     for res in worker.status.reservations:
         build = by_ref.get(BuildRef(res.namespace, res.name))
-        state = slot_state(res, worker.name, build, watched=snapshot.watched(res.namespace), now=snapshot.now)
+        state = slot_state(
+            res,
+            worker.name,
+            build,
+            watched=snapshot.watched(res.namespace),
+            now=snapshot.now,
+            deleted=snapshot.deleted,
+        )
         (stale if state is SlotState.STALE else live).append(res)
     reserved = {(r.namespace, r.name) for r in live}
     unreserved_active = sum(
@@ -109,7 +118,7 @@ def eligible(worker: Worker, build: Build) -> bool:
 
 def schedule(snapshot: Snapshot) -> Plan:
     builds = list(snapshot.builds)
-    views = {w.name: view_worker(w, builds, snapshot) for w in snapshot.workers}
+    views = {w.name: view_worker(w, snapshot) for w in snapshot.workers}
     plan = Plan(workers=views)
     free = {name: view.free for name, view in views.items()}
     pending = sorted((b for b in builds if b.status.phase == BuildPhase.PENDING), key=queue_order)

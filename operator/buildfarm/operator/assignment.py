@@ -12,7 +12,7 @@ See docs/assignment-protocol.md. Blocking code: run it in a thread.
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -43,26 +43,21 @@ class Outcome:
 
 
 class Assigner:
-    def __init__(
-        self,
-        gateway: Gateway,
-        clock: Callable[[], datetime],
-        namespaces: frozenset[str] | None = None,
-    ) -> None:
+    def __init__(self, gateway: Gateway, clock: Callable[[], datetime]) -> None:
         self.gateway = gateway
         self.clock = clock
-        self.namespaces = namespaces
 
-    def assign(self, plan: Assignment, known_builds: Sequence[Build]) -> Outcome:
+    def assign(self, plan: Assignment, snapshot: Snapshot) -> Outcome:
+        """`snapshot` (the watch cache) only judges which reservations are stale; see reservations.py."""
         if not plan.already_reserved:
-            self.reserve(plan.worker, plan.build, plan.attempt, known_builds)
+            self.reserve(plan.worker, plan.build, plan.attempt, snapshot)
         return self.bind(plan.build, plan.worker, plan.attempt)
 
-    def reserve(self, worker_name: str, build: Build, attempt: int, known_builds: Sequence[Build]) -> None:
+    def reserve(self, worker_name: str, build: Build, attempt: int, snapshot: Snapshot) -> None:
         """Hold a slot on the worker for (build, attempt); raises TransientError if none is free."""
         for _ in range(MAX_CONFLICTS):
             worker = self._read_worker(worker_name)
-            view = view_worker(worker, known_builds, self._snapshot())
+            view = view_worker(worker, snapshot)
             if any(_is_for(r, build, attempt) for r in view.live):
                 return
             if not eligible(worker, build) or not view.schedulable:
@@ -133,9 +128,9 @@ class Assigner:
                 exc,
             )
 
-    def release_stale(self, worker: Worker, known_builds: Sequence[Build]) -> Worker | None:
+    def release_stale(self, worker: Worker, snapshot: Snapshot) -> Worker | None:
         """Drop the worker's stale reservations and refresh its active count; None if nothing changed."""
-        view = view_worker(worker, known_builds, self._snapshot())
+        view = view_worker(worker, snapshot)
         if not view.stale and worker.status.active_builds == view.load:
             return None
         status = worker.status.model_copy(
@@ -157,9 +152,6 @@ class Assigner:
             return self.gateway.get_worker(name)
         except NotFound:
             raise TransientError(f"worker {name} is gone", reason="WorkerGone") from None
-
-    def _snapshot(self) -> Snapshot:
-        return Snapshot(builds=(), workers=(), now=self.clock(), namespaces=self.namespaces)
 
 
 def _is_for(reservation: Reservation, build: Build, attempt: int) -> bool:

@@ -36,7 +36,7 @@ async def serve(settings: OperatorSettings, api_client: ApiClient, stop: asyncio
     reporter = Reporter(gateway, utcnow)
     scheduler = Scheduler(
         store,
-        Assigner(gateway, utcnow, namespaces),
+        Assigner(gateway, utcnow),
         reporter,
         utcnow,
         call_timeout=settings.handler_timeout,

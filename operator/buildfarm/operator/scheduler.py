@@ -98,7 +98,7 @@ class Scheduler:
 
     def _assign(self, assignment: Assignment) -> None:
         try:
-            outcome = self.assigner.assign(assignment, self.store.builds())
+            outcome = self.assigner.assign(assignment, self.store.snapshot(self.clock()))
         except PermanentError as exc:
             self.reporter.fail(assignment.build, exc)
             return
@@ -120,6 +120,6 @@ class Scheduler:
 
     def _release_stale(self, worker_name: str) -> None:
         worker = self.assigner.gateway.get_worker(worker_name)
-        updated = self.assigner.release_stale(worker, self.store.builds())
+        updated = self.assigner.release_stale(worker, self.store.snapshot(self.clock()))
         if updated is not None:
             self.store.observe_worker(updated)

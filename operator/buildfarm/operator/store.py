@@ -12,6 +12,8 @@ from buildfarm.api.workers import Worker
 from buildfarm.domain.scheduling import Snapshot
 
 BuildKey = tuple[str, str]
+# How many deleted build uids to remember; plenty for the time a slot release takes.
+DELETED_REMEMBERED = 10_000
 
 
 class Store:
@@ -19,11 +21,13 @@ class Store:
         self.namespaces = namespaces
         self._builds: dict[BuildKey, Build] = {}
         self._workers: dict[str, Worker] = {}
+        self._deleted: dict[str, None] = {}  # insertion-ordered set of uids, oldest first
 
     def on_build_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if event_type == "DELETED":
             self._builds.pop(key, None)
+            self._remember_deleted(str(body["metadata"].get("uid", "")))
         else:
             self.observe_build(Build.model_validate(body))
 
@@ -40,8 +44,10 @@ class Store:
     def observe_worker(self, worker: Worker) -> None:
         self._workers[worker.name] = worker
 
-    def builds(self) -> list[Build]:
-        return list(self._builds.values())
+    def _remember_deleted(self, uid: str) -> None:
+        self._deleted[uid] = None
+        while len(self._deleted) > DELETED_REMEMBERED:
+            del self._deleted[next(iter(self._deleted))]
 
     def snapshot(self, now: datetime) -> Snapshot:
         return Snapshot(
@@ -49,4 +55,5 @@ class Store:
             workers=list(self._workers.values()),
             now=now,
             namespaces=self.namespaces,
+            deleted=frozenset(self._deleted),
         )

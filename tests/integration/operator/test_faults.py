@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from kubernetes.client import AdmissionregistrationV1Api, ApiClient, CoreV1Api, V1ObjectMeta, V1Secret
 
-from buildfarm.domain.scheduling import Assignment
+from buildfarm.api.builds import Build
+from buildfarm.domain.scheduling import Assignment, Snapshot
 from buildfarm.errors import TransientError
 from buildfarm.kube.gateway import Gateway
 from buildfarm.operator.assignment import Assigner, Result
@@ -28,6 +29,10 @@ def now() -> datetime:
 @pytest.fixture
 def gateway(api_client: ApiClient) -> Gateway:
     return Gateway(api_client, TIMEOUT)
+
+
+def snapshot(builds: list[Build]) -> Snapshot:
+    return Snapshot(builds=builds, workers=(), now=now())
 
 
 def queued(farm: Farm, gateway: Gateway, name: str, **spec: Any) -> None:
@@ -149,7 +154,9 @@ def test_assigner_rereads_after_a_conflict(farm: Farm, gateway: Gateway) -> None
         {"metadata": {"labels": {"touched": "yes"}}},
         _request_timeout=10,
     )
-    outcome = Assigner(gateway, now).assign(Assignment(stale, worker, 1, already_reserved=False), [stale])
+    outcome = Assigner(gateway, now).assign(
+        Assignment(stale, worker, 1, already_reserved=False), snapshot([stale])
+    )
 
     assert outcome.result is Result.ASSIGNED
     bound = farm.get_build("b")
@@ -161,9 +168,11 @@ def test_assigner_skips_a_build_taken_meanwhile_and_gives_the_slot_back(farm: Fa
     mine, theirs = farm.worker("mine"), farm.worker("theirs")
     queued(farm, gateway, "b")
     stale = farm.get_build("b")
-    Assigner(gateway, now).assign(Assignment(stale, theirs, 1, already_reserved=False), [stale])
+    Assigner(gateway, now).assign(Assignment(stale, theirs, 1, already_reserved=False), snapshot([stale]))
 
-    outcome = Assigner(gateway, now).assign(Assignment(stale, mine, 1, already_reserved=False), [stale])
+    outcome = Assigner(gateway, now).assign(
+        Assignment(stale, mine, 1, already_reserved=False), snapshot([stale])
+    )
 
     assert outcome.result is Result.SKIPPED
     assert farm.get_build("b").status.worker_name == theirs
@@ -178,7 +187,7 @@ def test_assigner_refuses_a_worker_that_disappeared(farm: Farm, gateway: Gateway
     farm.delete_worker(gone)
 
     with pytest.raises(TransientError) as info:
-        Assigner(gateway, now).assign(Assignment(build, gone, 1, already_reserved=False), [build])
+        Assigner(gateway, now).assign(Assignment(build, gone, 1, already_reserved=False), snapshot([build]))
 
     assert info.value.reason == "WorkerGone"
     after = farm.get_build("b")
@@ -190,11 +199,27 @@ def test_a_full_worker_is_not_overbooked(farm: Farm, gateway: Gateway) -> None:
     queued(farm, gateway, "a")
     queued(farm, gateway, "b")
     a, b = farm.get_build("a"), farm.get_build("b")
-    Assigner(gateway, now).assign(Assignment(a, worker, 1, already_reserved=False), [a, b])
+    Assigner(gateway, now).assign(Assignment(a, worker, 1, already_reserved=False), snapshot([a, b]))
 
     # A stale plan that still thinks the worker is free must not get the slot.
     with pytest.raises(TransientError) as info:
-        Assigner(gateway, now).assign(Assignment(b, worker, 1, already_reserved=False), [a, b])
+        Assigner(gateway, now).assign(Assignment(b, worker, 1, already_reserved=False), snapshot([a, b]))
 
     assert info.value.reason == "WorkerBusy"
     assert farm.get_build("b").status.phase == "Pending"
+
+
+def test_a_deleted_builds_slot_goes_to_the_next_build(farm: Farm, kubeconfig: str, tmp_path: Path) -> None:
+    worker = farm.worker("one-slot")
+    with operators(1, kubeconfig, tmp_path, ["--namespace", farm.namespace]):
+        farm.build("first")
+        wait_for("first assigned", lambda: farm.phases().get("first") == "Assigned")
+        farm.build("second")
+        wait_for("second waits", lambda: farm.get_build("second").status.reason == "WorkerBusy")
+
+        farm.api.delete_namespaced_custom_object(
+            "buildfarm.dev", "v1alpha1", farm.namespace, "builds", "first", _request_timeout=10
+        )
+        # Well inside the grace kept for builds never seen: the deletion itself frees the slot.
+        wait_for("second assigned", lambda: farm.get_build("second").status.worker_name == worker, timeout=30)
+    assert [r.name for r in farm.get_worker(worker).status.reservations] == ["second"]

@@ -19,6 +19,7 @@ class Case:
     attempt: int = 2
     watched: bool = True
     age: timedelta = timedelta(0)
+    deleted: bool = False
 
 
 CASES = [
@@ -36,6 +37,7 @@ CASES = [
     Case("not seen yet (watch lag)", None, SlotState.IN_FLIGHT),
     Case("not seen for long: deleted", None, SlotState.STALE, age=UNSEEN_BUILD_GRACE),
     Case("namespace not watched here", None, SlotState.IN_FLIGHT, watched=False, age=timedelta(days=1)),
+    Case("seen deleted", None, SlotState.STALE, deleted=True),
 ]
 
 
@@ -43,7 +45,8 @@ CASES = [
 def test_slot_state(case: Case) -> None:
     res = Reservation.model_validate(reservation("b", case.attempt))
     now = T0 + case.age
-    assert slot_state(res, "w", case.build, watched=case.watched, now=now) is case.want
+    deleted = {res.uid} if case.deleted else set()
+    assert slot_state(res, "w", case.build, watched=case.watched, now=now, deleted=deleted) is case.want
 
 
 @pytest.mark.parametrize(
