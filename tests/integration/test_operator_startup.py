@@ -184,7 +184,8 @@ def test_crds_not_installed(tmp_path: Path, bare_control_plane: ControlPlane) ->
     result = run_operator(tmp_path, "--kubeconfig", str(bare_control_plane.kubeconfig))
     assert result.returncode == 1, result.stderr
     assert one_line(result) == (
-        "CRD builds.buildfarm.dev is not installed: run `kubectl apply -f crds/` or install the Helm chart"
+        "CRD builds.buildfarm.dev is not installed: "
+        "run `kubectl apply -f crds/` from the buildfarm repository"
     )
 
 
@@ -228,7 +229,7 @@ def test_credentials_without_rbac_are_forbidden(
     assert result.returncode == 1, result.stderr
     line = one_line(result)
     assert line.startswith(
-        f"listing customresourcedefinitions is forbidden for {user}: grant the operator's RBAC"
+        f"listing customresourcedefinitions is forbidden for {user}: grant the operator get/list/watch/patch"
     )
 
 

@@ -17,6 +17,7 @@ from buildfarm.kube.errors import classified
 
 Timeout = tuple[float, float]  # (connect, read) seconds, as the client's _request_timeout takes it
 
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 # Which operator process reported an Event, when several run.
 REPORTING_INSTANCE = f"buildfarm-operator-{socket.gethostname()}"[:128]
 
@@ -99,7 +100,15 @@ class Gateway:
         """Whether a Secret exists, read as metadata only: the operator never needs its content."""
         try:
             with classified(f"read secret {namespace}/{name}"):
-                self._core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
+                # Metadata only: the operator needs to know the Secret exists, never its content.
+                response = self._core.read_namespaced_secret(
+                    name,
+                    namespace,
+                    _headers={"Accept": METADATA_ONLY},
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+                response.release_conn()
         except NotFound:
             return False
         return True

@@ -20,10 +20,10 @@ from buildfarm import constants as c
 Timeout = float | tuple[float, float]  # seconds, or (connect, read) seconds: what `_request_timeout` takes
 
 CRD_NAMES: Final = (f"{c.BUILD_PLURAL}.{c.GROUP}", f"{c.WORKER_PLURAL}.{c.GROUP}")
-INSTALL_HINT: Final = "run `kubectl apply -f crds/` or install the Helm chart"
+INSTALL_HINT: Final = "run `kubectl apply -f crds/` from the buildfarm repository"
 RBAC_HINT: Final = (
-    "grant the operator's RBAC (the Helm chart's ClusterRole and binding: get/list/watch/patch on "
-    f"{c.BUILD_PLURAL} and {c.WORKER_PLURAL} in {c.GROUP}, list/watch on customresourcedefinitions)"
+    "grant the operator get/list/watch/patch on "
+    f"{c.BUILD_PLURAL} and {c.WORKER_PLURAL} in {c.GROUP}, list/watch on customresourcedefinitions"
 )
 _REASON_MAX: Final = 160
 _USER_IN_MESSAGE: Final = re.compile(r'User "([^"]+)"')
