@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 
 from buildfarm import constants as c
@@ -100,8 +101,8 @@ class Gateway:
         """Whether a Secret exists, read as metadata only: the operator never needs its content."""
         try:
             with classified(f"read secret {namespace}/{name}"):
-                # Metadata only: the operator needs to know the Secret exists, never its content.
-                response = self._core.read_namespaced_secret(
+                # Not preloaded, so the answer (PartialObjectMetadata) is not parsed as a V1Secret.
+                response: urllib3.BaseHTTPResponse = self._core.read_namespaced_secret(  # type: ignore[assignment]
                     name,
                     namespace,
                     _headers={"Accept": METADATA_ONLY},
