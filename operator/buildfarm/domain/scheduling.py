@@ -3,7 +3,8 @@ the others wait.
 
 Order: priority (higher first), then creation time (FIFO), then namespace/name for a total order.
 A worker can take a build when it is Ready, not cordoned, lists the build's platform, matches the build's
-workerSelector and has a free slot. Nothing here does I/O; the operator acts on the Plan.
+workerSelector and has a free slot. Among those, the most specialised worker wins (so Macs stay free for
+iOS), then the emptiest one. Nothing here does I/O; the operator acts on the Plan.
 """
 
 from collections.abc import Sequence
@@ -135,12 +136,18 @@ def schedule(snapshot: Snapshot) -> Plan:
             continue
         open_ = [v for v in ready if free[v.worker.name] > 0]
         if open_:
-            best = min(open_, key=lambda v: (-free[v.worker.name], v.load, v.worker.name))
+            best = min(open_, key=lambda v: _preference(v, free[v.worker.name]))
             free[best.worker.name] -= 1
             plan.assignments.append(Assignment(build, best.worker.name, resumed_attempt(build), False))
             continue
         plan.waiting.append(_why_waiting(build, fits, ready))
     return plan
+
+
+def _preference(view: WorkerView, free: int) -> tuple[int, int, int, str]:
+    """Lower is better. Fewest platforms first, so an Android build takes a Linux machine before a Mac
+    that iOS builds (which only Macs can run) may need; then the emptiest worker, to spread the load."""
+    return (len(view.worker.spec.platforms), -free, view.load, view.worker.name)
 
 
 def resumed_attempt(build: Build) -> int:

@@ -48,6 +48,18 @@ CASES = [
         want_assigned={"b1": "w1", "b2": "w2"},
     ),
     Case(
+        "android takes the Linux machine and keeps the Mac for iOS",
+        [build("android", platform="android", created=1), build("ios", platform="ios", created=2)],
+        [worker("mac", platforms=("ios", "android"), capacity=2), worker("linux", platforms=("android",))],
+        want_assigned={"android": "linux", "ios": "mac"},
+    ),
+    Case(
+        "android falls back to the Mac when Linux is full",
+        [build("a1", platform="android", created=1), build("a2", platform="android", created=2)],
+        [worker("mac", platforms=("ios", "android")), worker("linux", platforms=("android",))],
+        want_assigned={"a1": "linux", "a2": "mac"},
+    ),
+    Case(
         "platform must be listed",
         [build("ios", platform="ios"), build("android", platform="android")],
         [worker("linux", platforms=("android",))],
