@@ -27,6 +27,7 @@ from buildfarm.kube.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
+WORKER_GONE = "WorkerGone"
 MAX_CONFLICTS = 5  # re-reads per write before the build is left for the next cycle
 
 
@@ -151,7 +152,7 @@ class Assigner:
         try:
             return self.gateway.get_worker(name)
         except NotFound:
-            raise TransientError(f"worker {name} is gone", reason="WorkerGone") from None
+            raise TransientError(f"worker {name} is gone", reason=WORKER_GONE) from None
 
 
 def _is_for(reservation: Reservation, build: Build, attempt: int) -> bool:

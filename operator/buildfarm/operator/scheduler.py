@@ -12,7 +12,7 @@ from datetime import datetime
 from buildfarm.api.builds import Build
 from buildfarm.domain.scheduling import Assignment, Waiting, schedule
 from buildfarm.errors import Conflict, NotFound, PermanentError, TransientError
-from buildfarm.operator.assignment import Assigner, Result
+from buildfarm.operator.assignment import WORKER_GONE, Assigner, Result
 from buildfarm.operator.outcomes import Reporter
 from buildfarm.operator.store import Store
 
@@ -105,6 +105,8 @@ class Scheduler:
         except Conflict:
             raise  # someone else moved first: the next cycle re-plans from fresh state, quietly
         except TransientError as exc:
+            if exc.reason == WORKER_GONE:
+                self.store.forget_worker(assignment.worker)
             self.reporter.waiting(assignment.build, exc.reason, exc.message)
             raise
         if outcome.build is not None:

@@ -1,0 +1,30 @@
+"""The watch cache: deletions are final, even against a late answer to the operator's own write."""
+
+from buildfarm.operator.store import Store
+from tests.factories import T0, build, worker
+
+
+def test_a_late_answer_does_not_bring_a_deleted_build_back() -> None:
+    store = Store()
+    old = build("b")
+    store.on_build_event("ADDED", old.model_dump(mode="json", by_alias=True))
+    store.on_build_event("DELETED", old.model_dump(mode="json", by_alias=True))
+    store.observe_build(old)  # e.g. the answer to a write that raced with the deletion
+    snapshot = store.snapshot(T0)
+    assert snapshot.builds == []
+    assert snapshot.deleted == {old.uid}
+
+
+def test_a_recreated_build_of_the_same_name_is_seen() -> None:
+    store = Store()
+    old, new = build("b", uid="one"), build("b", uid="two")
+    store.on_build_event("DELETED", old.model_dump(mode="json", by_alias=True))
+    store.on_build_event("ADDED", new.model_dump(mode="json", by_alias=True))
+    assert [b.uid for b in store.snapshot(T0).builds] == ["two"]
+
+
+def test_a_worker_reported_gone_is_not_planned_on() -> None:
+    store = Store()
+    store.observe_worker(worker("w"))
+    store.forget_worker("w")
+    assert store.snapshot(T0).workers == []
