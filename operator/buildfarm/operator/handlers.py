@@ -46,18 +46,18 @@ def register(
     timeout = settings.handler_timeout
     backoff = settings.retry_backoff_seconds
 
-    @on.startup(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    @on.startup(timeout=timeout, registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, operator_settings)
 
     operator_settings = settings
     loop_task: list[asyncio.Task[None]] = []
 
-    @on.startup(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    @on.startup(timeout=timeout, registry=registry)
     async def start_scheduler(**_: Any) -> None:
         loop_task.append(asyncio.create_task(scheduler.run(), name="buildfarm-scheduler"))
 
-    @on.cleanup(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    @on.cleanup(timeout=timeout, registry=registry)
     async def stop_scheduler(**_: Any) -> None:
         # Stopped here, not after kopf returns: kopf waits for stray tasks before it exits.
         for task in loop_task:
@@ -65,24 +65,26 @@ def register(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    @on.login(registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    @on.login(timeout=timeout, registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(api_client)
 
-    @on.event(c.GROUP, c.VERSION, c.BUILD_PLURAL, id="watch-builds", registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    # Watch-event handlers only update memory and wake the scheduler: no I/O, nothing to time out
+    # (kopf's on.event takes no timeout); the scheduler bounds each of its steps.
+    @on.event(c.GROUP, c.VERSION, c.BUILD_PLURAL, id="watch-builds", registry=registry)
     async def build_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         store.on_build_event(type, dict(body))
         scheduler.kick()
 
-    @on.event(c.GROUP, c.VERSION, c.WORKER_PLURAL, id="watch-workers", registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    @on.event(c.GROUP, c.VERSION, c.WORKER_PLURAL, id="watch-workers", registry=registry)
     async def worker_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         store.on_worker_event(type, dict(body))
         scheduler.kick()
 
     # No kopf `timeout=` here: kopf would stop retrying after it and the build would never be queued.
     # Each invocation is bounded instead, and transient failures are retried for as long as they last.
-    @on.resume(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
-    @on.create(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)  # type: ignore[untyped-decorator,unused-ignore]
+    @on.resume(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)
+    @on.create(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)
     async def admit(body: kopf.Body, **_: Any) -> None:
         """Queue a new build, after checking what no retry could fix (its credentials Secret exists)."""
         build = Build.model_validate(dict(body))
