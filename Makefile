@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress demo down crds clean
+.PHONY: setup test lint unit integration stress bench demo down crds clean
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ integration: setup
 
 stress: setup ## Run the concurrency scenarios 100 times (ROUNDS=n to change) and print the pass count
 	bash hack/stress.sh $(or $(ROUNDS),100)
+
+bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
+	$(BIN)/python hack/bench_scheduler.py
 
 demo: setup ## Start a local control plane, run the operator, queue sample builds and watch them assigned
 	bash hack/demo.sh

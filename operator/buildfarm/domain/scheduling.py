@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 
-from buildfarm.api.builds import Build, BuildPhase
+from buildfarm.api.builds import ACTIVE_PHASES, Build, BuildPhase
 from buildfarm.api.workers import Reservation, Worker
 from buildfarm.domain import selectors
-from buildfarm.domain.reservations import BuildRef, SlotState, can_roll_forward, is_active_on, slot_state
+from buildfarm.domain.reservations import BuildRef, SlotState, can_roll_forward, slot_state
 
 
 class WaitReason(StrEnum):
@@ -37,6 +38,19 @@ class Snapshot:
 
     def watched(self, namespace: str) -> bool:
         return self.namespaces is None or namespace in self.namespaces
+
+    # Indexes computed once per snapshot (a frozen dataclass still has a __dict__ for cached_property).
+    @cached_property
+    def builds_by_ref(self) -> dict[BuildRef, Build]:
+        return {BuildRef(b.namespace, b.name): b for b in self.builds}
+
+    @cached_property
+    def active_by_worker(self) -> dict[str, list[Build]]:
+        active: dict[str, list[Build]] = {}
+        for b in self.builds:
+            if b.status.phase in ACTIVE_PHASES and b.status.worker_name:
+                active.setdefault(b.status.worker_name, []).append(b)
+        return active
 
 
 @dataclass(frozen=True)
@@ -62,14 +76,11 @@ class WorkerView:
     live: tuple[Reservation, ...]
     stale: tuple[Reservation, ...]
     load: int
+    schedulable: bool  # Ready and not cordoned
 
     @property
     def free(self) -> int:
         return max(0, self.worker.spec.capacity - self.load)
-
-    @property
-    def schedulable(self) -> bool:
-        return self.worker.ready and not self.worker.spec.unschedulable
 
 
 @dataclass
@@ -89,7 +100,7 @@ def queue_order(build: Build) -> tuple[int, str, datetime, str, str]:
 def view_worker(worker: Worker, snapshot: Snapshot) -> WorkerView:
     """Sort the worker's reservations into live and stale; its load also counts builds bound to it
     without a reservation (e.g. assigned by hand), so the Builds stay the source of truth."""
-    by_ref = {BuildRef(b.namespace, b.name): b for b in snapshot.builds}
+    by_ref = snapshot.builds_by_ref
     live: list[Reservation] = []
     stale: list[Reservation] = []
     for res in worker.status.reservations:
@@ -105,9 +116,10 @@ def view_worker(worker: Worker, snapshot: Snapshot) -> WorkerView:
         (stale if state is SlotState.STALE else live).append(res)
     reserved = {(r.namespace, r.name) for r in live}
     unreserved_active = sum(
-        1 for b in by_ref.values() if is_active_on(b, worker.name) and (b.namespace, b.name) not in reserved
+        1 for b in snapshot.active_by_worker.get(worker.name, ()) if (b.namespace, b.name) not in reserved
     )
-    return WorkerView(worker, tuple(live), tuple(stale), len(live) + unreserved_active)
+    schedulable = worker.ready and not worker.spec.unschedulable
+    return WorkerView(worker, tuple(live), tuple(stale), len(live) + unreserved_active, schedulable)
 
 
 def eligible(worker: Worker, build: Build) -> bool:
@@ -124,24 +136,47 @@ def schedule(snapshot: Snapshot) -> Plan:
     free = {name: view.free for name, view in views.items()}
     pending = sorted((b for b in builds if b.status.phase == BuildPhase.PENDING), key=queue_order)
 
+    held_for: dict[BuildRef, list[tuple[WorkerView, Reservation]]] = {}
+    for view in views.values():
+        for res in view.live:
+            held_for.setdefault(BuildRef(res.namespace, res.name), []).append((view, res))
+    # Builds asking for the same platform and labels fit the same workers: match each demand once, and
+    # keep only the workers still open for it (free slots only go down during a cycle).
+    fitting: dict[str, _Fit] = {}
     for build in pending:
         if build.spec.cancel:
             plan.cancellations.append(build)
             continue
-        fits = [v for v in views.values() if eligible(v.worker, build)]
-        ready = [v for v in fits if v.schedulable]
-        resumed = _in_flight_reservation(build, ready)
+        demand = _demand(build)
+        if demand not in fitting:
+            fits = [v for v in views.values() if eligible(v.worker, build)]
+            ready = [v for v in fits if v.schedulable]
+            fitting[demand] = _Fit(fits, ready, ready)
+        fit = fitting[demand]
+        resumed = _in_flight_reservation(build, held_for.get(BuildRef(build.namespace, build.name), []))
         if resumed is not None:
             plan.assignments.append(Assignment(build, resumed, resumed_attempt(build), already_reserved=True))
             continue
-        open_ = [v for v in ready if free[v.worker.name] > 0]
-        if open_:
-            best = min(open_, key=lambda v: _preference(v, free[v.worker.name]))
+        fit.open = [v for v in fit.open if free[v.worker.name] > 0]
+        if fit.open:
+            best = min(fit.open, key=lambda v: _preference(v, free[v.worker.name]))
             free[best.worker.name] -= 1
             plan.assignments.append(Assignment(build, best.worker.name, resumed_attempt(build), False))
             continue
-        plan.waiting.append(_why_waiting(build, fits, ready))
+        plan.waiting.append(_why_waiting(build, fit.fits, fit.ready))
     return plan
+
+
+@dataclass
+class _Fit:
+    fits: list[WorkerView]  # could ever run the demand
+    ready: list[WorkerView]  # ... and are Ready and not cordoned
+    open: list[WorkerView]  # ... and had a free slot when last looked at
+
+
+def _demand(build: Build) -> str:
+    selector = build.spec.worker_selector
+    return f"{build.spec.platform}|{selector.model_dump_json() if selector else ''}"
 
 
 def _preference(view: WorkerView, free: int) -> tuple[int, int, int, str]:
@@ -154,11 +189,11 @@ def resumed_attempt(build: Build) -> int:
     return build.status.attempt + 1
 
 
-def _in_flight_reservation(build: Build, ready: list[WorkerView]) -> str | None:
-    for view in ready:
-        for res in view.live:
-            if (res.namespace, res.name) == (build.namespace, build.name) and can_roll_forward(res, build):
-                return view.worker.name
+def _in_flight_reservation(build: Build, held: list[tuple[WorkerView, Reservation]]) -> str | None:
+    """A schedulable worker already holding a slot for this build's next attempt, if any."""
+    for view, res in held:
+        if view.schedulable and eligible(view.worker, build) and can_roll_forward(res, build):
+            return view.worker.name
     return None
 
 
