@@ -9,8 +9,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from buildfarm.api.builds import Build
-from buildfarm.domain.scheduling import Assignment, Waiting, schedule
+from buildfarm.api.workers import Worker
+from buildfarm.domain.scheduling import Assignment, Snapshot, schedule
 from buildfarm.errors import Conflict, NotFound, PermanentError, TransientError
 from buildfarm.operator.assignment import WORKER_GONE, Assigner, Result
 from buildfarm.operator.outcomes import Reporter
@@ -66,23 +66,26 @@ class Scheduler:
 
     async def cycle(self) -> bool:
         """One pass over the queue; True if something failed transiently and deserves a retry."""
-        plan = schedule(self.store.snapshot(self.clock()))
+        snapshot = self.store.snapshot(self.clock())
+        plan = schedule(snapshot)
         transient = False
         for build in plan.cancellations:
-            transient |= await self._guard(self._cancel, build)
+            transient |= await self._guard(self.reporter.cancel_pending, build)
         for assignment in plan.assignments:
-            transient |= await self._guard(self._assign, assignment)
+            transient |= await self._guard(self._assign, assignment, snapshot)
         for waiting in plan.waiting:
-            transient |= await self._guard(self._note_waiting, waiting)
+            transient |= await self._guard(
+                self.reporter.waiting, waiting.build, waiting.reason, waiting.message
+            )
         for view in plan.workers.values():
             if view.stale or view.worker.status.active_builds != view.load:
-                transient |= await self._guard(self._release_stale, view.worker.name)
+                transient |= await self._guard(self._release_stale, view.worker, snapshot)
         return transient
 
-    async def _guard(self, step: Callable[..., object], arg: object) -> bool:
+    async def _guard(self, step: Callable[..., object], *args: object) -> bool:
         """Run one blocking step in a thread with a deadline; classify what it raises."""
         try:
-            await asyncio.wait_for(asyncio.to_thread(step, arg), timeout=self.call_timeout)
+            await asyncio.wait_for(asyncio.to_thread(step, *args), timeout=self.call_timeout)
         except Conflict as exc:
             log.debug("Conflict, will re-check: %s", exc.message)
             return True
@@ -96,9 +99,9 @@ class Scheduler:
             return False
         return False
 
-    def _assign(self, assignment: Assignment) -> None:
+    def _assign(self, assignment: Assignment, snapshot: Snapshot) -> None:
         try:
-            outcome = self.assigner.assign(assignment, self.store.snapshot(self.clock()))
+            outcome = self.assigner.assign(assignment, snapshot)
         except PermanentError as exc:
             self.reporter.fail(assignment.build, exc)
             return
@@ -114,14 +117,9 @@ class Scheduler:
         if outcome.result is Result.ASSIGNED and outcome.wrote and outcome.build is not None:
             self.reporter.assigned(outcome.build)
 
-    def _note_waiting(self, waiting: Waiting) -> None:
-        self.reporter.waiting(waiting.build, waiting.reason, waiting.message)
-
-    def _cancel(self, build: Build) -> None:
-        self.reporter.cancel_pending(build)
-
-    def _release_stale(self, worker_name: str) -> None:
-        worker = self.assigner.gateway.get_worker(worker_name)
-        updated = self.assigner.release_stale(worker, self.store.snapshot(self.clock()))
+    def _release_stale(self, worker: Worker, snapshot: Snapshot) -> None:
+        # The cached worker's resourceVersion guards the write; if it is stale the write conflicts and
+        # the next cycle, with a fresher cache, tries again.
+        updated = self.assigner.release_stale(worker, snapshot)
         if updated is not None:
             self.store.observe_worker(updated)
