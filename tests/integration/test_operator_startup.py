@@ -260,3 +260,41 @@ def test_preflight_times_out_while_the_server_stalls_and_passes_after(
 
             proxy.resume()
             preflight(api_client, timeout)
+
+
+def test_crds_of_another_version(tmp_path: Path) -> None:
+    """An older CRD that does not serve this operator's version is refused with what to do."""
+    old = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "builds.buildfarm.dev"},
+        "spec": {
+            "group": "buildfarm.dev",
+            "scope": "Namespaced",
+            "names": {"kind": "Build", "plural": "builds", "singular": "build", "listKind": "BuildList"},
+            "versions": [
+                {
+                    "name": "v1alpha0",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+    crd_dir = tmp_path / "old-crds"
+    crd_dir.mkdir()
+    (crd_dir / "buildfarm.dev_builds.yaml").write_text(yaml.safe_dump(old))
+    try:
+        with ControlPlane(tmp_path / "old-controlplane", crd_dir=crd_dir) as old_cluster:
+            result = run_operator(tmp_path, "--kubeconfig", str(old_cluster.kubeconfig))
+    except BinaryNotFoundError as error:
+        pytest.skip(f"no local control plane binaries: {error}")
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == (
+        "CRD builds.buildfarm.dev does not serve v1alpha1 (it serves: v1alpha0): "
+        "update the CRDs to this operator's version: "
+        "run `kubectl apply -f crds/` from the buildfarm repository"
+    )
