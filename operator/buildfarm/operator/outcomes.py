@@ -49,14 +49,31 @@ class Reporter:
         self._finish(build, BuildPhase.FAILED, error.reason, error.message, WARNING)
 
     def cancel_pending(self, build: Build) -> None:
+        """Cancel a build that has not started. Once assigned, stopping it is its agent's job."""
         self._finish(
-            build, BuildPhase.CANCELLED, "Cancelled", "Cancelled by the user before it started.", NORMAL
+            build,
+            BuildPhase.CANCELLED,
+            "Cancelled",
+            "Cancelled by the user before it started.",
+            NORMAL,
+            only_while_pending=True,
         )
 
-    def _finish(self, build: Build, phase: BuildPhase, reason: str, message: str, event_type: str) -> None:
+    def _finish(
+        self,
+        build: Build,
+        phase: BuildPhase,
+        reason: str,
+        message: str,
+        event_type: str,
+        *,
+        only_while_pending: bool = False,
+    ) -> None:
         for _ in range(MAX_CONFLICTS):
             if is_terminal(build.status.phase):
                 return
+            if only_while_pending and build.status.phase != BuildPhase.PENDING:
+                return  # assigned meanwhile (before the cancel): the agent sees spec.cancel and stops it
             status = transitions.finished(build, phase, reason, message, self.clock())
             try:
                 written = self.gateway.write_build_status(build, status)
