@@ -29,7 +29,7 @@ def run(settings: OperatorSettings, api_client: ApiClient) -> None:
     asyncio.run(serve(settings, api_client))
 
 
-async def serve(settings: OperatorSettings, api_client: ApiClient, stop: asyncio.Event | None = None) -> None:
+async def serve(settings: OperatorSettings, api_client: ApiClient) -> None:
     namespaces = frozenset(settings.namespaces) or None
     gateway = Gateway(api_client, request_timeout(settings))
     store = Store(namespaces)
@@ -58,5 +58,4 @@ async def serve(settings: OperatorSettings, api_client: ApiClient, stop: asyncio
         standalone=settings.standalone,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
-        stop_flag=stop,
     )
