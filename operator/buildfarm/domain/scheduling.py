@@ -5,11 +5,14 @@ Order: priority (higher first), then creation time (FIFO), then namespace/name f
 A worker can take a build when it is Ready, not cordoned, lists the build's platform, matches the build's
 workerSelector and has a free slot. Among those, the most specialised worker wins (so Macs stay free for
 iOS), then the emptiest one. Nothing here does I/O; the operator acts on the Plan.
+
+The snapshot must be complete (every Build and Worker the operator serves, e.g. after an initial LIST):
+a plan made from part of the cluster could count a busy worker as free.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 
@@ -33,7 +36,8 @@ class Snapshot:
     # The namespaces this operator watches; None means all. Reservations for builds outside them are
     # never judged stale, since this operator cannot see those builds.
     namespaces: frozenset[str] | None = None
-    # UIDs of builds the watch saw deleted (recently): their reservations are released at once.
+    # UIDs of builds the API server reported gone (watch DELETED events, or a read that found nothing):
+    # their reservations are released at once.
     deleted: frozenset[str] = frozenset()
 
     def watched(self, namespace: str) -> bool:
@@ -43,6 +47,10 @@ class Snapshot:
     @cached_property
     def builds_by_ref(self) -> dict[BuildRef, Build]:
         return {BuildRef(b.namespace, b.name): b for b in self.builds}
+
+    @cached_property
+    def worker_names(self) -> frozenset[str]:
+        return frozenset(w.name for w in self.workers)
 
     @cached_property
     def active_by_worker(self) -> dict[str, list[Build]]:
@@ -73,8 +81,9 @@ class WorkerView:
     """A worker as the scheduler sees it: which reservations still count, and which can go."""
 
     worker: Worker
-    live: tuple[Reservation, ...]
+    live: tuple[Reservation, ...]  # held, in flight or unconfirmed: each takes a slot
     stale: tuple[Reservation, ...]
+    unconfirmed: tuple[Reservation, ...]  # live only until a read says whether the build still exists
     load: int
     schedulable: bool  # Ready and not cordoned
 
@@ -89,6 +98,12 @@ class Plan:
     waiting: list[Waiting] = field(default_factory=list)
     cancellations: list[Build] = field(default_factory=list)
     workers: dict[str, WorkerView] = field(default_factory=dict)
+    # Builds not admitted yet (no phase). Each keeps its place in the queue, so a slot it would get is not
+    # given to a later build meanwhile (FIFO while admissions are in flight, e.g. at start-up).
+    unadmitted: list[Build] = field(default_factory=list)
+    # Assigned or Running builds whose worker is not in the snapshot: the operator confirms with a read
+    # that the worker is gone, then requeues them.
+    orphans: list[Build] = field(default_factory=list)
 
 
 def queue_order(build: Build) -> tuple[int, str, datetime, str, str]:
@@ -103,23 +118,23 @@ def view_worker(worker: Worker, snapshot: Snapshot) -> WorkerView:
     by_ref = snapshot.builds_by_ref
     live: list[Reservation] = []
     stale: list[Reservation] = []
+    unconfirmed: list[Reservation] = []
     for res in worker.status.reservations:
         build = by_ref.get(BuildRef(res.namespace, res.name))
         state = slot_state(
-            res,
-            worker.name,
-            build,
-            watched=snapshot.watched(res.namespace),
-            now=snapshot.now,
-            deleted=snapshot.deleted,
+            res, worker.name, build, watched=snapshot.watched(res.namespace), deleted=snapshot.deleted
         )
         (stale if state is SlotState.STALE else live).append(res)
+        if state is SlotState.UNCONFIRMED:
+            unconfirmed.append(res)
     reserved = {(r.namespace, r.name) for r in live}
     unreserved_active = sum(
         1 for b in snapshot.active_by_worker.get(worker.name, ()) if (b.namespace, b.name) not in reserved
     )
     schedulable = worker.ready and not worker.spec.unschedulable
-    return WorkerView(worker, tuple(live), tuple(stale), len(live) + unreserved_active, schedulable)
+    return WorkerView(
+        worker, tuple(live), tuple(stale), tuple(unconfirmed), len(live) + unreserved_active, schedulable
+    )
 
 
 def eligible(worker: Worker, build: Build) -> bool:
@@ -134,7 +149,12 @@ def schedule(snapshot: Snapshot) -> Plan:
     views = {w.name: view_worker(w, snapshot) for w in snapshot.workers}
     plan = Plan(workers=views)
     free = {name: view.free for name, view in views.items()}
-    pending = sorted((b for b in builds if b.status.phase == BuildPhase.PENDING), key=queue_order)
+    queue = sorted((b for b in builds if b.status.phase in (None, BuildPhase.PENDING)), key=queue_order)
+    plan.orphans = [
+        b
+        for b in builds
+        if b.status.phase in ACTIVE_PHASES and b.status.worker_name not in snapshot.worker_names
+    ]
 
     held_for: dict[BuildRef, list[tuple[WorkerView, Reservation]]] = {}
     for view in views.values():
@@ -143,9 +163,13 @@ def schedule(snapshot: Snapshot) -> Plan:
     # Builds asking for the same platform and labels fit the same workers: match each demand once, and
     # keep only the workers still open for it (free slots only go down during a cycle).
     fitting: dict[str, _Fit] = {}
-    for build in pending:
+    for build in queue:
+        admitted = build.status.phase is not None
+        if not admitted:
+            plan.unadmitted.append(build)
         if build.spec.cancel:
-            plan.cancellations.append(build)
+            if admitted:
+                plan.cancellations.append(build)
             continue
         demand = _demand(build)
         if demand not in fitting:
@@ -160,11 +184,25 @@ def schedule(snapshot: Snapshot) -> Plan:
         fit.open = [v for v in fit.open if free[v.worker.name] > 0]
         if fit.open:
             best = min(fit.open, key=lambda v: _preference(v, free[v.worker.name]))
-            free[best.worker.name] -= 1
-            plan.assignments.append(Assignment(build, best.worker.name, resumed_attempt(build), False))
+            free[best.worker.name] -= 1  # an unadmitted build holds its slot until it is admitted
+            if admitted:
+                plan.assignments.append(Assignment(build, best.worker.name, resumed_attempt(build), False))
             continue
-        plan.waiting.append(_why_waiting(build, fit.fits, fit.ready))
+        if admitted:
+            plan.waiting.append(_why_waiting(build, fit.fits, fit.ready))
     return plan
+
+
+def admission_overdue(build: Build, now: datetime, grace: timedelta) -> bool:
+    """A build still without a phase this long after its creation was dropped by its admission handler
+    (e.g. kopf gave up on it): the periodic pass admits it instead (reconcile by level, not by edge)."""
+    if build.status.phase is not None:
+        return False
+    try:
+        created = datetime.fromisoformat(build.created)
+    except ValueError:
+        return True  # no creation time to go by: treat it as old rather than wait forever
+    return now - created >= grace
 
 
 @dataclass

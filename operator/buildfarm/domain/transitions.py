@@ -11,6 +11,8 @@ from buildfarm.domain.phases import can_transition
 
 QUEUED = "Queued"
 ASSIGNED = "Assigned"
+REQUEUED = "Requeued"
+WORKER_LOST = "WorkerLost"
 
 
 def queued(build: Build, now: datetime) -> BuildStatus:
@@ -39,6 +41,18 @@ def assigned(build: Build, worker: str, attempt: int, now: datetime) -> BuildSta
         attempt=attempt,
         assigned_at=now,
     )
+
+
+def worker_lost(build: Build, why: str, now: datetime) -> BuildStatus:
+    """The build's worker is gone (`why` says how): back to the queue with the worker cleared, so the next
+    assignment raises the attempt and the lost worker's late writes are refused; or Failed once
+    spec.maxAttempts assignments have been spent. Infrastructure failures never count as build failures."""
+    attempts = build.spec.max_attempts
+    if build.status.attempt >= attempts:
+        message = f"{why}; all {attempts} attempt(s) allowed by spec.maxAttempts are used."
+        return finished(build, BuildPhase.FAILED, WORKER_LOST, message, now)
+    message = f"{why}; requeued for attempt {build.status.attempt + 1} of {attempts}."
+    return _next(build, BuildPhase.PENDING, REQUEUED, message, ConditionStatus.FALSE, now, worker_name="")
 
 
 def finished(build: Build, phase: BuildPhase, reason: str, message: str, now: datetime) -> BuildStatus:

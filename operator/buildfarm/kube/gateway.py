@@ -3,6 +3,7 @@ every write of state that matters is conditional on the resourceVersion the call
 
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from buildfarm.kube.errors import classified
 
 Timeout = tuple[float, float]  # (connect, read) seconds, as the client's _request_timeout takes it
 
+PAGE_SIZE = 500
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 # Which operator process reported an Event, when several run.
 REPORTING_INSTANCE = f"buildfarm-operator-{socket.gethostname()}"[:128]
@@ -40,17 +42,24 @@ class Gateway:
         return Build.model_validate(body)
 
     def list_builds(self, namespace: str | None = None, field_selector: str | None = None) -> list[Build]:
-        kwargs: dict[str, Any] = {"_request_timeout": self.timeout}
-        if field_selector:
-            kwargs["field_selector"] = field_selector
-        with classified(f"list builds in {namespace or 'all namespaces'}"):
-            if namespace:
-                body = self._custom.list_namespaced_custom_object(
-                    c.GROUP, c.VERSION, namespace, c.BUILD_PLURAL, **kwargs
-                )
-            else:
-                body = self._custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.BUILD_PLURAL, **kwargs)
-        return [Build.model_validate(item) for item in body["items"]]  # type: ignore[index]
+        """Every build (of `namespace`, or all), read in pages so no single call is huge or slow."""
+        where = namespace or "all namespaces"
+        extra: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+        if namespace:
+            items = self._paged(
+                f"list builds in {where}",
+                lambda **kw: self._custom.list_namespaced_custom_object(
+                    c.GROUP, c.VERSION, namespace, c.BUILD_PLURAL, **extra, **kw
+                ),
+            )
+        else:
+            items = self._paged(
+                f"list builds in {where}",
+                lambda **kw: self._custom.list_cluster_custom_object(
+                    c.GROUP, c.VERSION, c.BUILD_PLURAL, **extra, **kw
+                ),
+            )
+        return [Build.model_validate(item) for item in items]
 
     def write_build_status(self, build: Build, status: BuildStatus) -> Build:
         """Replace the build's status if nobody changed the build since `build` was read (else Conflict)."""
@@ -76,11 +85,11 @@ class Gateway:
         return Worker.model_validate(body)
 
     def list_workers(self) -> list[Worker]:
-        with classified("list workers"):
-            body = self._custom.list_cluster_custom_object(
-                c.GROUP, c.VERSION, c.WORKER_PLURAL, _request_timeout=self.timeout
-            )
-        return [Worker.model_validate(item) for item in body["items"]]  # type: ignore[index]
+        items = self._paged(
+            "list workers",
+            lambda **kw: self._custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.WORKER_PLURAL, **kw),
+        )
+        return [Worker.model_validate(item) for item in items]
 
     def write_worker_status(self, worker: Worker, status: WorkerStatus) -> Worker:
         """Replace the worker's status if nobody changed the worker since it was read (else Conflict)."""
@@ -94,6 +103,21 @@ class Gateway:
                 _request_timeout=self.timeout,
             )
         return Worker.model_validate(body)
+
+    def _paged(self, what: str, call: Callable[..., Any]) -> list[dict[str, Any]]:
+        """All items of a LIST, PAGE_SIZE at a time; each page is one call with the gateway's timeout."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": PAGE_SIZE, "_request_timeout": self.timeout}
+            if token:
+                kwargs["_continue"] = token
+            with classified(what):
+                body = call(**kwargs)
+            items.extend(body.get("items") or [])
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
     # Secrets and events
 

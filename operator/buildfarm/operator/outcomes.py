@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from buildfarm.api.builds import Build, BuildPhase
+from buildfarm.api.builds import ACTIVE_PHASES, Build, BuildPhase
 from buildfarm.domain import transitions
 from buildfarm.domain.phases import is_terminal
 from buildfarm.errors import BuildfarmError, Conflict, NotFound, TransientError
@@ -39,10 +39,42 @@ class Reporter:
         except (Conflict, NotFound):
             return
         if build.status.reason != reason:
+            log.info("Build %s/%s waits: %s: %s", build.namespace, build.name, reason, message)
             self._event(build, NORMAL, reason, "Schedule", message)
 
     def assigned(self, build: Build) -> None:
+        log.info(
+            "Assigned build %s/%s to worker %s (attempt %d)",
+            build.namespace,
+            build.name,
+            build.status.worker_name,
+            build.status.attempt,
+        )
         self._event(build, NORMAL, "Assigned", "Assign", build.status.message)
+
+    def worker_lost(self, build: Build, why: str) -> None:
+        """Requeue (or fail, when out of attempts) a build whose worker is gone. Only while the build is
+        still on that worker at that attempt: anything else means someone has moved it on already."""
+        worker, attempt = build.status.worker_name, build.status.attempt
+        for _ in range(MAX_CONFLICTS):
+            if build.status.phase not in ACTIVE_PHASES or (
+                build.status.worker_name,
+                build.status.attempt,
+            ) != (
+                worker,
+                attempt,
+            ):
+                return
+            status = transitions.worker_lost(build, why, self.clock())
+            try:
+                written = self.gateway.write_build_status(build, status)
+            except Conflict:
+                build = self.gateway.get_build(build.namespace, build.name)
+                continue
+            log.info("Build %s/%s lost its worker: %s", build.namespace, build.name, written.status.message)
+            self._event(written, WARNING, status.reason, "Requeue", status.message)
+            return
+        raise TransientError(f"build {build.namespace}/{build.name} kept changing; will retry")
 
     def fail(self, build: Build, error: BuildfarmError) -> None:
         """Fail the build for good, with the error's reason and message. Retries until written."""

@@ -11,6 +11,7 @@ import kopf
 from buildfarm.kube.client import request_timeout
 from buildfarm.kube.gateway import Gateway
 from buildfarm.operator import handlers
+from buildfarm.operator.admission import Admissions
 from buildfarm.operator.assignment import Assigner
 from buildfarm.operator.outcomes import Reporter
 from buildfarm.operator.scheduler import Scheduler
@@ -19,6 +20,11 @@ from buildfarm.settings import OperatorSettings
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
+
+
+# Admissions in flight at once. Each is two short API calls; thousands at once (a backlog at start-up) only
+# piled up connections and memory until kopf gave up on some of them.
+ADMISSIONS_IN_FLIGHT = 8
 
 
 def utcnow() -> datetime:
@@ -34,10 +40,13 @@ async def serve(settings: OperatorSettings, api_client: ApiClient) -> None:
     gateway = Gateway(api_client, request_timeout(settings))
     store = Store(namespaces)
     reporter = Reporter(gateway, utcnow)
+    admissions = Admissions(gateway, reporter, limit=ADMISSIONS_IN_FLIGHT, timeout=settings.handler_timeout)
     scheduler = Scheduler(
         store,
+        gateway,
         Assigner(gateway, utcnow),
         reporter,
+        admissions,
         utcnow,
         call_timeout=settings.handler_timeout,
         resync_seconds=settings.resync_seconds,
@@ -48,10 +57,9 @@ async def serve(settings: OperatorSettings, api_client: ApiClient) -> None:
         registry,
         settings=settings,
         api_client=api_client,
-        gateway=gateway,
         store=store,
         scheduler=scheduler,
-        reporter=reporter,
+        admissions=admissions,
     )
     await kopf.operator(
         registry=registry,
