@@ -62,7 +62,8 @@ def test_missing_credentials_fail_the_build_with_a_reason(
     assert failed.status.reason == "CredentialsNotFound"
     assert failed.status.message == (
         f"Secret missing with the signing credentials does not exist in namespace {farm.namespace}: "
-        "create it, then submit the build again."
+        "create it, then re-create the build (`kubectl delete build no-secret`, then apply it again); "
+        "the API server keeps a failed build failed."
     )
     assert failed.status.finished_at is not None
     warnings = [e for e in events_for(core_v1, farm.namespace, "no-secret") if e[0] == "Warning"]
