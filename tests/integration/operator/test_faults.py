@@ -72,7 +72,7 @@ def test_missing_credentials_fail_the_build_with_a_reason(
     ]
 
 
-def test_build_waits_while_its_worker_is_gone_and_runs_on_a_new_one(
+def test_builds_wait_while_their_worker_is_gone_and_run_on_a_new_one(
     farm: Farm, kubeconfig: str, tmp_path: Path
 ) -> None:
     only = farm.worker("only")
@@ -83,17 +83,21 @@ def test_build_waits_while_its_worker_is_gone_and_runs_on_a_new_one(
         wait_for("second waits for a slot", lambda: farm.get_build("second").status.reason == "WorkerBusy")
 
         farm.delete_worker(only)
+        # The build on the deleted worker is requeued (attempt 1 is spent); both wait for a worker.
         wait_for(
-            "second says no worker fits", lambda: farm.get_build("second").status.reason == "NoMatchingWorker"
+            "both say no worker fits",
+            lambda: {b.status.reason for b in farm.builds()} == {"NoMatchingWorker"},
         )
-        assert farm.phases()["second"] == "Pending"
+        assert farm.phases() == {"first": "Pending", "second": "Pending"}
 
         replacement = farm.worker("replacement")
         wait_for(
-            "second assigned to the new worker",
-            lambda: farm.get_build("second").status.worker_name == replacement,
+            "first, the older, assigned to the new worker",
+            lambda: farm.get_build("first").status.worker_name == replacement,
         )
-    assert farm.get_build("second").status.attempt == 1
+        wait_for("second waits for it", lambda: farm.get_build("second").status.reason == "WorkerBusy")
+    first = farm.get_build("first")
+    assert (first.status.phase, first.status.attempt) == ("Assigned", 2)
 
 
 def test_api_500_once_on_admission_and_on_assignment_keeps_the_build_queued(
