@@ -15,6 +15,7 @@ from buildfarm.api.builds import Build
 from buildfarm.dev.binaries import kubectl
 from buildfarm.errors import NotFound
 from buildfarm.kube.gateway import NAME_MAX, REPORTING_CONTROLLER, Gateway, event_name, micro_time
+from buildfarm.operator.outcomes import Reporter
 from tests.support.farm import Farm
 
 TIMEOUT = (5.0, 10.0)
@@ -177,3 +178,14 @@ def test_a_refused_event_is_classified(
 
     with pytest.raises(NotFound):
         gateway.post_event(build, type_="Normal", reason="Queued", action="Queue", note="Waiting.")
+
+
+def test_a_build_admitted_to_the_queue_gets_a_queued_event(
+    gateway: Gateway, custom_objects: CustomObjectsApi, core_v1: CoreV1Api, namespace: str
+) -> None:
+    build = new_build(custom_objects, namespace, "b")
+
+    queued = Reporter(gateway, lambda: datetime.now(UTC)).queued(build)
+
+    [event] = raw_events(core_v1, namespace, "b")
+    assert (event["type"], event["reason"], event["message"]) == ("Normal", "Queued", queued.status.message)
