@@ -25,7 +25,9 @@ class Reporter:
 
     def queued(self, build: Build) -> Build:
         """Admit a new build into the queue (phase Pending)."""
-        return self.gateway.write_build_status(build, transitions.queued(build, self.clock()))
+        written = self.gateway.write_build_status(build, transitions.queued(build, self.clock()))
+        self._event(written, NORMAL, "Queued", "Queue", written.status.message)
+        return written
 
     def waiting(self, build: Build, reason: str, message: str) -> None:
         """Say why a pending build waits. Cosmetic: a lost race is fine, the next cycle says it again."""
