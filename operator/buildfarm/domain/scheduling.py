@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 
-from buildfarm.api.builds import ACTIVE_PHASES, Build, BuildPhase
-from buildfarm.api.workers import Reservation, Worker
+from buildfarm.api.builds import ACTIVE_PHASES, TERMINAL_PHASES, Build, BuildPhase
+from buildfarm.api.workers import READY, Reservation, Worker
 from buildfarm.domain import selectors
 from buildfarm.domain.reservations import BuildRef, SlotState, can_roll_forward, slot_state
 
@@ -39,6 +39,12 @@ class Snapshot:
     # UIDs of builds the API server reported gone (watch DELETED events, or a read that found nothing):
     # their reservations are released at once.
     deleted: frozenset[str] = frozenset()
+    # How long a worker stays not Ready before its builds are requeued; None while the operator is in
+    # its startup grace (it has not watched heartbeats long enough to judge a worker lost).
+    requeue_delay: timedelta | None = None
+    # How long past spec.timeoutSeconds the operator waits for an agent to finish a build before it
+    # fails the build itself (the backstop of the agent's own deadline).
+    deadline_grace: timedelta = timedelta(minutes=5)
 
     def watched(self, namespace: str) -> bool:
         return self.namespaces is None or namespace in self.namespaces
@@ -104,6 +110,12 @@ class Plan:
     # Assigned or Running builds whose worker is not in the snapshot: the operator confirms with a read
     # that the worker is gone, then requeues them.
     orphans: list[Build] = field(default_factory=list)
+    # Assigned or Running builds on a worker that has not been Ready for requeue_delay: requeued.
+    lost: list[Build] = field(default_factory=list)
+    # Assigned or Running builds past spec.timeoutSeconds plus the deadline grace: failed.
+    overdue: list[Build] = field(default_factory=list)
+    # Finished builds past spec.ttlSecondsAfterFinished: deleted.
+    expired: list[Build] = field(default_factory=list)
 
 
 def queue_order(build: Build) -> tuple[int, str, datetime, str, str]:
@@ -203,6 +215,51 @@ def admission_overdue(build: Build, now: datetime, grace: timedelta) -> bool:
     except ValueError:
         return True  # no creation time to go by: treat it as old rather than wait forever
     return now - created >= grace
+
+
+def _sort_active(plan: Plan, builds: list[Build], snapshot: Snapshot, views: dict[str, WorkerView]) -> None:
+    """Which started or finished builds need the operator: orphaned, lost, overdue, cancelled on a
+    worker that cannot stop them, or expired."""
+    for build in builds:
+        status = build.status
+        if status.phase in TERMINAL_PHASES:
+            if ttl_expired(build, snapshot.now):
+                plan.expired.append(build)
+            continue
+        if status.phase not in ACTIVE_PHASES:
+            continue
+        view = views.get(status.worker_name)
+        if view is None:
+            plan.orphans.append(build)
+        elif deadline_passed(build, snapshot.now, snapshot.deadline_grace):
+            plan.overdue.append(build)
+        elif snapshot.requeue_delay is not None and not_ready_for(view.worker, snapshot.now) is not None:
+            not_ready = not_ready_for(view.worker, snapshot.now)
+            if not_ready is not None and not_ready >= snapshot.requeue_delay:
+                # A worker that cannot run the build cannot stop it either: cancel it here.
+                (plan.cancellations if build.spec.cancel else plan.lost).append(build)
+
+
+def not_ready_for(worker: Worker, now: datetime) -> timedelta | None:
+    """How long the worker has not been Ready (None if it is Ready)."""
+    if worker.ready:
+        return None
+    condition = worker.condition(READY)
+    if condition is None:
+        return timedelta.max
+    return max(timedelta(0), now - condition.last_transition_time)
+
+
+def deadline_passed(build: Build, now: datetime, grace: timedelta) -> bool:
+    started = build.status.started_at or build.status.assigned_at
+    if started is None:
+        return False
+    return now - started > timedelta(seconds=build.spec.timeout_seconds) + grace
+
+
+def ttl_expired(build: Build, now: datetime) -> bool:
+    ttl, finished = build.spec.ttl_seconds_after_finished, build.status.finished_at
+    return ttl is not None and finished is not None and now - finished >= timedelta(seconds=ttl)
 
 
 @dataclass
