@@ -119,6 +119,13 @@ def with_server(kubeconfig: Path, server: str, out: Path) -> Path:
             "--namespace and --all-namespaces exclude each other: use one",
             id="namespace-and-all-namespaces",
         ),
+        pytest.param(
+            {"BUILDFARM_REQEST_TIMEOUT": "3"},
+            [],
+            "BUILDFARM_REQEST_TIMEOUT is not a setting of the operator; "
+            "did you mean BUILDFARM_REQUEST_TIMEOUT?",
+            id="misspelled-variable",
+        ),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(
@@ -138,6 +145,57 @@ def test_missing_kubeconfig(tmp_path: Path) -> None:
     result = run_operator(tmp_path, "--kubeconfig", str(missing))
     assert result.returncode == 1, result.stderr
     assert one_line(result) == f"no kubeconfig found at {missing}: set KUBECONFIG or --kubeconfig"
+
+
+def test_other_programs_variables_do_not_stop_the_operator(tmp_path: Path) -> None:
+    """The agent's, the tests' and the dev tooling's variables pass; the next problem is the kubeconfig."""
+    missing = tmp_path / "nowhere" / "kubeconfig"
+    foreign = {
+        "BUILDFARM_AGENT_NAME": "mac-mini-1",
+        "BUILDFARM_TEST_ROUNDS": "3",
+        "BUILDFARM_ETCD": "/usr/bin/etcd",
+        "BUILDFARM_KUBE_APISERVER": "/usr/bin/kube-apiserver",
+        "BUILDFARM_KUBECTL": "/usr/bin/kubectl",
+        "BUILDFARM_CACHE_DIR": str(tmp_path),
+    }
+    result = run_operator(tmp_path, "--kubeconfig", str(missing), **foreign)
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == f"no kubeconfig found at {missing}: set KUBECONFIG or --kubeconfig"
+
+
+@pytest.mark.parametrize(
+    ("how", "want_source"),
+    [
+        pytest.param("flag", "--kubeconfig", id="flag"),
+        pytest.param("setting", "BUILDFARM_KUBECONFIG", id="setting"),
+        pytest.param("kubeconfig-variable", "KUBECONFIG", id="kubeconfig-variable"),
+    ],
+)
+def test_kubeconfig_that_is_a_directory_is_named_so(tmp_path: Path, how: str, want_source: str) -> None:
+    directory = tmp_path / "kube"
+    directory.mkdir()
+    args = ["--kubeconfig", str(directory)] if how == "flag" else []
+    env = {"flag": {}, "setting": {"BUILDFARM_KUBECONFIG": str(directory)}}.get(
+        how, {"KUBECONFIG": str(directory)}
+    )
+    result = run_operator(tmp_path, *args, **env)
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == (
+        f"the kubeconfig {directory} ({want_source}) is a directory, not a file: "
+        f"point {want_source} at a kubeconfig file"
+    )
+
+
+def test_kubeconfig_directory_holding_a_config_suggests_it(tmp_path: Path) -> None:
+    directory = tmp_path / ".kube"
+    directory.mkdir()
+    (directory / "config").write_text("apiVersion: v1\nkind: Config\n")
+    result = run_operator(tmp_path, "--kubeconfig", str(directory))
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == (
+        f"the kubeconfig {directory} (--kubeconfig) is a directory, not a file: "
+        f"did you mean {directory / 'config'}?"
+    )
 
 
 def test_closed_port_cannot_reach(tmp_path: Path) -> None:
