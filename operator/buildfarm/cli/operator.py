@@ -5,6 +5,7 @@ found before the operator starts is one line on stderr: exit code 2 for a wrong 
 a cluster that cannot be reached or used.
 """
 
+import logging
 import warnings
 from pathlib import Path
 from typing import IO, Any, Final
@@ -46,6 +47,11 @@ class BadSettingsError(StartupError):
     """A setting or flag is wrong: exit code 2, like any other usage error."""
 
     exit_code = EXIT_BAD_SETTINGS
+
+
+def _named(field: str, given: dict[str, Any]) -> str:
+    """How a message names a setting: by its flag if the flag set it, else by its environment variable."""
+    return _FLAGS[field] if field in given and field in _FLAGS else env_var(field)
 
 
 @click.command("operator")
@@ -130,7 +136,13 @@ def operator_command(
         raise StartupError(str(error)) from None
     with api_client:
         try:
-            preflight(api_client, kube_client.request_timeout(settings), settings.namespaces)
+            cautions = preflight(
+                api_client,
+                kube_client.request_timeout(settings),
+                settings.namespaces,
+                standalone=settings.standalone,
+                timeout_names=(_named("connect_timeout", given), _named("request_timeout", given)),
+            )
         except PreflightError as error:
             raise StartupError(str(error)) from None
 
@@ -138,4 +150,7 @@ def operator_command(
         from buildfarm.operator.runner import run
 
         configure_logging(verbose=verbose)
+        for caution in cautions:
+            # Logged, not printed: it belongs with the operator's log, where it is looked for later.
+            logging.getLogger("buildfarm.startup").warning(caution)
         run(settings, api_client)
