@@ -105,8 +105,9 @@ def operator_command(
 ) -> None:
     """Run the operator: assign Builds to Workers until stopped (Ctrl-C or SIGTERM).
 
-    Before it starts, it checks the settings, that the API server answers, that the buildfarm CRDs are
-    installed, and that its credentials may read Builds and Workers.
+    Before it starts, it checks the settings (an unknown BUILDFARM_* variable is an error), that the API
+    server answers, that its credentials have every permission it needs, and that the buildfarm CRDs are
+    installed.
     """
     if namespaces and all_namespaces:
         raise BadSettingsError("--namespace and --all-namespaces exclude each other: use one")

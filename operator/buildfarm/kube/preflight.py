@@ -74,7 +74,7 @@ def preflight(
     `standalone`: the operator runs without kopf's peering, which needs permissions of its own.
     `timeout_names` are the settings (or flags) that set the (connect, read) parts of `timeout`, named
     when one of them fires. Every call is bounded by `timeout`: one per permission verb (per served
-    namespace for namespaced resources; up to 8 at once), and 5 + max(1, len(namespaces)) others.
+    namespace for namespaced resources; up to 8 at once), and at most 6 + max(1, len(namespaces)) others.
     """
     server = str(api_client.configuration.host)
     mode = Mode(standalone=standalone, namespaced=bool(namespaces))
