@@ -1,9 +1,13 @@
 """The operator's settings: environment variables `BUILDFARM_*`, overridden by command-line flags.
 
 Every field is typed and bounded, so a wrong value stops the operator at startup with one line that names
-the variable and says what it must be, instead of failing later in a handler.
+the variable and says what it must be, instead of failing later in a handler. A `BUILDFARM_*` variable that
+is neither a setting nor another buildfarm program's (FOREIGN_VARIABLES) is an error too: a misspelled
+setting would otherwise be ignored without a word.
 """
 
+import difflib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +35,20 @@ _NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Marks a numeric field whose bounds are rendered as "between A and B seconds".
 _UNIT: Final = "unit"
 _SHOWN_MAX: Final = 80
+
+# Variables under BUILDFARM_ that belong to other buildfarm programs sharing the operator's environment
+# (a developer's shell, a CI job, a pod with several containers). The operator leaves them alone.
+# A name ending in `*` stands for every variable it starts with. Keep this the one list of them.
+FOREIGN_VARIABLES: Final[Mapping[str, str]] = {
+    "BUILDFARM_AGENT_*": "the worker agent",
+    "BUILDFARM_TEST_*": "the test suite (tests/conftest.py, hack/stress.sh)",
+    "BUILDFARM_ETCD": "dev tooling: the etcd binary (buildfarm/dev/binaries.py)",
+    "BUILDFARM_KUBE_APISERVER": "dev tooling: the kube-apiserver binary (buildfarm/dev/binaries.py)",
+    "BUILDFARM_KUBECTL": "dev tooling: the kubectl binary (buildfarm/dev/binaries.py)",
+    "BUILDFARM_CACHE_DIR": "dev tooling: where hack/build-kube-apiserver.sh caches binaries",
+}
+# How alike a misspelling and a setting must be (difflib's ratio) to suggest the setting.
+_SUGGEST_CUTOFF: Final = 0.6
 
 
 def _at_least_32_bytes(value: SecretStr) -> SecretStr:
@@ -212,13 +230,67 @@ class SettingsError(Exception):
         return "; ".join(problem.render(names or {}) for problem in self.problems)
 
 
-def load_settings(**overrides: Any) -> OperatorSettings:
-    """The settings from the environment, with `overrides` (e.g. command-line flags) taking precedence."""
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> OperatorSettings:
+    """The settings from the environment, with `overrides` (e.g. command-line flags) taking precedence.
+
+    `environ` is only checked for unknown `BUILDFARM_*` variables (default: os.environ); the values are
+    read from os.environ by pydantic-settings.
+    """
+    problems = [SettingsProblem((), unknown_setting(name)) for name in unknown_variables(environ)]
     try:
-        return OperatorSettings(**overrides)
+        settings = OperatorSettings(**overrides)
     except ValidationError as error:
         # `from None`: the pydantic error echoes inputs, which may include a secret.
-        raise SettingsError(_problems(error)) from None
+        raise SettingsError([*problems, *_problems(error)]) from None
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def setting_variables() -> list[str]:
+    """Every environment variable that is a setting of the operator, e.g. `BUILDFARM_REQUEST_TIMEOUT`."""
+    return [env_var(field) for field in OperatorSettings.model_fields]
+
+
+def is_foreign(name: str) -> bool:
+    """Whether `name` belongs to another buildfarm program (FOREIGN_VARIABLES), in any letter case."""
+    upper = name.upper()
+    return any(
+        upper.startswith(pattern[:-1]) if pattern.endswith("*") else upper == pattern
+        for pattern in FOREIGN_VARIABLES
+    )
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The `BUILDFARM_*` variables set (not empty) in `environ` that are neither settings nor foreign.
+
+    Names are compared ignoring case, as the settings are read.
+    """
+    known = set(setting_variables())
+    env = os.environ if environ is None else environ
+    return sorted(
+        name
+        for name, value in env.items()
+        if name.upper().startswith(ENV_PREFIX)
+        and value != ""  # empty means unset, as for the settings themselves
+        and name.upper() not in known
+        and not is_foreign(name)
+    )
+
+
+def unknown_setting(variable: str) -> str:
+    """One line saying `variable` (as the user wrote it) is no setting, and which one it may be meant as."""
+    # Compared without the common prefix, which would make every name look alike.
+    suffixes = {name.removeprefix(ENV_PREFIX): name for name in setting_variables()}
+    close = difflib.get_close_matches(
+        variable.upper().removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=_SUGGEST_CUTOFF
+    )
+    hint = (
+        f"did you mean {suffixes[close[0]]}?"
+        if close
+        else f"unset it (the settings are {', '.join(setting_variables())})"
+    )
+    return f"{variable} is not a setting of the operator; {hint}"
 
 
 class _ConflictError(ValueError):
@@ -246,6 +318,9 @@ def _problems(error: ValidationError) -> list[SettingsProblem]:
         if not field:
             problems.append(SettingsProblem((), detail["msg"]))
             continue
+        if detail["type"] == "extra_forbidden":
+            problems.append(SettingsProblem((), unknown_setting(env_var(field))))
+            continue
         problems.append(SettingsProblem((field,), f"{env_var(field)}: {_describe(field, detail)}"))
     return problems
 
@@ -262,8 +337,6 @@ def _describe(field: str, detail: ErrorDetails) -> str:
         unit = f" {info.json_schema_extra.get(_UNIT, '')}".rstrip()
 
     message: str
-    if kind == "extra_forbidden":
-        return "is not a setting of the operator"
     if kind == "missing":
         return "is required"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info is not None:
