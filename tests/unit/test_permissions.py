@@ -13,7 +13,7 @@ ALWAYS = [
     "workers.buildfarm.dev",
     "workers.buildfarm.dev/status",
     "secrets",
-    "events.events.k8s.io",
+    "events",
     "customresourcedefinitions.apiextensions.k8s.io",
 ]
 
@@ -38,7 +38,7 @@ def test_hint_lists_every_needed_permission_on_one_line() -> None:
     assert permissions.hint(Mode(standalone=True)) == (
         "grant the operator get/list/watch/patch builds.buildfarm.dev, patch builds.buildfarm.dev/status, "
         "get/list/watch workers.buildfarm.dev, patch workers.buildfarm.dev/status, get secrets, "
-        "create events.events.k8s.io, "
+        "create events, "
         "list/watch customresourcedefinitions.apiextensions.k8s.io"
     )
     assert permissions.hint(Mode()).endswith(", list/watch/patch clusterkopfpeerings.kopf.dev (if installed)")

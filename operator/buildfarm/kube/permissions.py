@@ -7,13 +7,14 @@ configuration, needs a new row, or the operator starts and is then refused at ru
 
 Who calls what:
 - the gateway (kube/gateway.py): reads and lists Builds and Workers, patches their status subresource
-  (phase, reservations), reads a Secret's metadata, creates events.k8s.io Events;
+  (phase, reservations), reads a Secret's metadata, creates core/v1 Events (`kubectl describe` sorts by
+  their lastTimestamp, which events.k8s.io/v1 does not take);
 - kopf (operator/config.py, operator/handlers.py): watches Builds and Workers, patches its bookkeeping
   annotations onto Builds (`buildfarm.dev/last-handled-configuration`; no finalizer: there is no
   deletion handler), watches CRDs and, serving only some namespaces, Namespaces; unless --standalone, it
   keeps a peering object. Kopf posts no Events here: it turns log lines into core/v1 Events only with
   `settings.posting.loggers` (off by default; `posting.level` alone does not), and no handler calls
-  `kopf.event()`. Turning that on needs `create events` (core) here;
+  `kopf.event()`;
 - the startup check (kube/preflight.py): lists CRDs, Builds, Workers and, for a warning only, Namespaces.
 
 Not listed: discovery (/api, /apis), SelfSubjectAccessReviews and SelfSubjectReviews, which Kubernetes
@@ -130,7 +131,7 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
         why="admission checks that a Build's credentials Secret exists (reads its metadata, never its data)",
     ),
     Permission(
-        "events.k8s.io",
+        CORE,
         "events",
         ("create",),
         namespaced=True,

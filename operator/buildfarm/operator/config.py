@@ -41,9 +41,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     watching.connect_timeout = settings.connect_timeout
 
     kopf_settings.peering.standalone = settings.standalone
-    # Kopf posts a Kubernetes Event for each of its log lines about an object at this level or above:
-    # warnings and errors (e.g. a handler that will retry) are worth one; "handler succeeded" is not.
-    kopf_settings.posting.level = logging.WARNING
+    # The operator posts its own Events, through the gateway, for what a user should see; kopf posts none
+    # (its log lines would become Events only with posting.loggers, which stays off).
+    kopf_settings.posting.enabled = False
 
     # Errors that are not kopf's own (TemporaryError carries its delay) are retried after this pause.
     kopf_settings.execution.default_backoff = settings.retry_backoff_seconds
