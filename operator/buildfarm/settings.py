@@ -160,6 +160,40 @@ class OperatorSettings(BaseSettings):
     retry_backoff_seconds: float = _seconds(
         2.0, ge=0.1, le=300, description="How long to wait before retrying a failed handler, in seconds."
     )
+    farm_namespace: NamespaceName = Field(
+        default="buildfarm-system",
+        description="The namespace of the farm itself: worker agents renew their heartbeat Leases there.",
+    )
+    lease_grace_seconds: float = _seconds(
+        40.0,
+        ge=5,
+        le=3600,
+        description="How long a worker's Lease may go unrenewed before its Ready condition becomes Unknown, "
+        "in seconds (a Lease asking for a longer leaseDurationSeconds gets that).",
+    )
+    startup_grace_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        json_schema_extra={_UNIT: "seconds"},
+        description="After the operator starts, how long it only marks workers Ready, never lost, so a "
+        "restart does not requeue builds before Leases were watched, in seconds. Default: "
+        "lease_grace_seconds.",
+    )
+    requeue_delay_seconds: float = _seconds(
+        0.0,
+        ge=0,
+        le=86400,
+        description="How long a worker stays not Ready (after lease_grace_seconds) before its Assigned and "
+        "Running builds are requeued, in seconds.",
+    )
+    deadline_grace_seconds: float = _seconds(
+        300.0,
+        ge=0,
+        le=86400,
+        description="How long past a build's spec.timeoutSeconds the operator waits for its agent to stop "
+        "it before failing it with DeadlineExceeded itself, in seconds.",
+    )
     artifact_signing_key: Secret32 | None = Field(
         default=None,
         description="A secret key for signing build artifacts, at least 32 bytes (`openssl rand -hex 32`). "

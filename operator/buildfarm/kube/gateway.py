@@ -15,6 +15,7 @@ from buildfarm import constants as c
 from buildfarm.api.builds import Build, BuildStatus
 from buildfarm.api.meta import Resource
 from buildfarm.api.workers import Worker, WorkerStatus
+from buildfarm.domain.health import Heartbeat
 from buildfarm.errors import NotFound
 from buildfarm.kube.errors import classified
 
@@ -35,6 +36,7 @@ class Gateway:
         self.timeout = timeout
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._coordination = k8s.CoordinationV1Api(api_client)
         self._event_clock_lock = threading.Lock()
         self._last_event_ns = 0
 
@@ -81,6 +83,19 @@ class Gateway:
             )
         return Build.model_validate(body)
 
+    def delete_build(self, build: Build) -> None:
+        """Delete this build, and not a re-created one of the same name (a uid precondition)."""
+        with classified(f"delete build {build.namespace}/{build.name}"):
+            self._custom.delete_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                build.namespace,
+                c.BUILD_PLURAL,
+                build.name,
+                body=k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=build.uid)),
+                _request_timeout=self.timeout,
+            )
+
     # Workers
 
     def get_worker(self, name: str) -> Worker:
@@ -109,6 +124,25 @@ class Gateway:
                 _request_timeout=self.timeout,
             )
         return Worker.model_validate(body)
+
+    # Heartbeats
+
+    def list_heartbeats(self, namespace: str) -> dict[str, Heartbeat]:
+        """The workers' Leases in the farm namespace, by name (a Lease is named after its Worker)."""
+        with classified(f"list leases in {namespace}"):
+            leases = self._coordination.list_namespaced_lease(namespace, _request_timeout=self.timeout)
+        beats: dict[str, Heartbeat] = {}
+        for lease in leases.items:
+            spec = lease.spec
+            if lease.metadata is None or spec is None:
+                continue
+            renewed = spec.renew_time
+            beats[str(lease.metadata.name)] = Heartbeat(
+                holder=spec.holder_identity or "",
+                renewed=renewed.astimezone(UTC) if isinstance(renewed, datetime) else None,
+                duration_seconds=int(spec.lease_duration_seconds or 0),
+            )
+        return beats
 
     def _paged(self, what: str, call: Callable[..., Any]) -> list[dict[str, Any]]:
         """All items of a LIST, PAGE_SIZE at a time; each page is one call with the gateway's timeout."""

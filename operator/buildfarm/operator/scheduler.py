@@ -8,6 +8,7 @@ It plans only from a complete view: before its first cycle it LISTs every Build 
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from buildfarm.api.builds import Build
-from buildfarm.api.workers import Worker
+from buildfarm.api.workers import READY, Worker
 from buildfarm.domain.scheduling import Assignment, Plan, Snapshot, WaitReason, admission_overdue, schedule
 from buildfarm.errors import Conflict, NotFound, PermanentError, TransientError
 from buildfarm.kube.gateway import Gateway
@@ -46,6 +47,9 @@ class Scheduler:
         call_timeout: float,
         resync_seconds: float,
         backoff_seconds: float,
+        requeue_delay: timedelta = timedelta(0),
+        deadline_grace: timedelta = timedelta(minutes=5),
+        in_startup_grace: Callable[[datetime], bool] = lambda _: False,
     ) -> None:
         self.store = store
         self.gateway = gateway
@@ -59,6 +63,9 @@ class Scheduler:
         self.backoff_seconds = backoff_seconds
         # A build its admission handler has not admitted after this long is admitted by the loop.
         self.admission_grace = timedelta(seconds=resync_seconds)
+        self.requeue_delay = requeue_delay
+        self.deadline_grace = deadline_grace
+        self.in_startup_grace = in_startup_grace
         self._wake = asyncio.Event()
         self._failures = 0
         self._threads = ThreadPoolExecutor(max_workers=STEP_THREADS, thread_name_prefix="buildfarm-sched")
@@ -101,7 +108,7 @@ class Scheduler:
         if plan.orphans or any(view.unconfirmed for view in plan.workers.values()):
             snapshot, plan = self._plan()  # again, with what the reads established
         for build in plan.cancellations:
-            transient |= await self._guard(self.reporter.cancel_pending, build)
+            transient |= await self._guard(self.reporter.cancel, build)
         for assignment in plan.assignments:
             transient |= await self._guard(self._assign, assignment, snapshot)
         for waiting in plan.waiting:
@@ -115,11 +122,23 @@ class Scheduler:
             if build.status.worker_name in gone_workers:
                 why = f"Worker {build.status.worker_name} does not exist"
                 transient |= await self._guard(self.reporter.worker_lost, build, why)
+        for build in plan.lost:
+            why = f"Worker {build.status.worker_name} is not Ready ({_ready_reason(plan, build)})"
+            transient |= await self._guard(self.reporter.worker_lost, build, why)
+        for build in plan.overdue:
+            transient |= await self._guard(self.reporter.deadline_exceeded, build)
+        for build in plan.expired:
+            transient |= await self._guard(self._expire, build)
         transient |= await self._admit_overdue(plan.unadmitted, snapshot.now)
         return transient
 
     def _plan(self) -> tuple[Snapshot, Plan]:
-        snapshot = self.store.snapshot(self.clock())
+        now = self.clock()
+        snapshot = dataclasses.replace(
+            self.store.snapshot(now),
+            requeue_delay=None if self.in_startup_grace(now) else self.requeue_delay,
+            deadline_grace=self.deadline_grace,
+        )
         return snapshot, schedule(snapshot)
 
     async def _gather_evidence(self, plan: Plan) -> tuple[bool, set[str]]:
@@ -207,9 +226,19 @@ class Scheduler:
         if outcome.result is Result.ASSIGNED and outcome.wrote and outcome.build is not None:
             self.reporter.assigned(outcome.build)
 
+    def _expire(self, build: Build) -> None:
+        self.assigner.gateway.delete_build(build)
+        log.info("Deleted build %s/%s: its ttlSecondsAfterFinished passed", build.namespace, build.name)
+
     def _release_stale(self, worker: Worker, snapshot: Snapshot) -> None:
         # The cached worker's resourceVersion guards the write; if it is stale the write conflicts and
         # the next cycle, with a fresher cache, tries again.
         updated = self.assigner.release_stale(worker, snapshot)
         if updated is not None:
             self.store.observe_worker(updated)
+
+
+def _ready_reason(plan: Plan, build: Build) -> str:
+    view = plan.workers.get(build.status.worker_name)
+    condition = view.worker.condition(READY) if view else None
+    return f"{condition.reason}: {condition.message}".rstrip(": ") if condition else "no Ready condition"
