@@ -12,6 +12,7 @@ ALWAYS = [
     "builds.buildfarm.dev/status",
     "workers.buildfarm.dev",
     "workers.buildfarm.dev/status",
+    "leases.coordination.k8s.io",
     "secrets",
     "events",
     "customresourcedefinitions.apiextensions.k8s.io",
@@ -36,8 +37,10 @@ def test_rows_used_in_each_mode(mode: Mode, want_needed: list[str], want_optiona
 
 def test_hint_lists_every_needed_permission_on_one_line() -> None:
     assert permissions.hint(Mode(standalone=True)) == (
-        "grant the operator get/list/watch/patch builds.buildfarm.dev, patch builds.buildfarm.dev/status, "
-        "get/list/watch workers.buildfarm.dev, patch workers.buildfarm.dev/status, get secrets, "
+        "grant the operator get/list/watch/patch/delete builds.buildfarm.dev, "
+        "patch builds.buildfarm.dev/status, "
+        "get/list/watch workers.buildfarm.dev, patch workers.buildfarm.dev/status, "
+        "list leases.coordination.k8s.io (in the farm namespace), get secrets, "
         "create events, "
         "list/watch customresourcedefinitions.apiextensions.k8s.io"
     )
@@ -47,7 +50,11 @@ def test_hint_lists_every_needed_permission_on_one_line() -> None:
 def test_cluster_role_rules_are_kubernetes_policy_rules() -> None:
     rules = permissions.cluster_role_rules(Mode(standalone=True, namespaced=True))
     assert rules[:2] == [
-        {"apiGroups": ["buildfarm.dev"], "resources": ["builds"], "verbs": ["get", "list", "watch", "patch"]},
+        {
+            "apiGroups": ["buildfarm.dev"],
+            "resources": ["builds"],
+            "verbs": ["get", "list", "watch", "patch", "delete"],
+        },
         {"apiGroups": ["buildfarm.dev"], "resources": ["builds/status"], "verbs": ["patch"]},
     ]
     assert rules[-1] == {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}

@@ -142,6 +142,7 @@ def operator_command(
                 kube_client.request_timeout(settings),
                 settings.namespaces,
                 standalone=settings.standalone,
+                farm_namespace=settings.farm_namespace,
                 timeout_names=(_named("connect_timeout", given), _named("request_timeout", given)),
             )
         except PreflightError as error:

@@ -55,10 +55,6 @@ class Snapshot:
         return {BuildRef(b.namespace, b.name): b for b in self.builds}
 
     @cached_property
-    def worker_names(self) -> frozenset[str]:
-        return frozenset(w.name for w in self.workers)
-
-    @cached_property
     def active_by_worker(self) -> dict[str, list[Build]]:
         active: dict[str, list[Build]] = {}
         for b in self.builds:
@@ -149,6 +145,22 @@ def view_worker(worker: Worker, snapshot: Snapshot) -> WorkerView:
     )
 
 
+def finished_here(view: WorkerView, snapshot: Snapshot) -> tuple[int, int]:
+    """(succeeded, failed): the stale reservations of the view whose build finished on this worker at
+    that attempt. Counted in the same conditional write that releases them, so each counts once."""
+    succeeded = failed = 0
+    for res in view.stale:
+        build = snapshot.builds_by_ref.get(BuildRef(res.namespace, res.name))
+        if build is None or build.uid != res.uid:
+            continue
+        status = build.status
+        if (status.worker_name, status.attempt) != (view.worker.name, res.attempt):
+            continue
+        succeeded += status.phase == BuildPhase.SUCCEEDED
+        failed += status.phase == BuildPhase.FAILED
+    return succeeded, failed
+
+
 def eligible(worker: Worker, build: Build) -> bool:
     """Static fit, ignoring readiness and load: the worker could ever run this build."""
     return build.spec.platform in worker.spec.platforms and selectors.matches(
@@ -162,11 +174,7 @@ def schedule(snapshot: Snapshot) -> Plan:
     plan = Plan(workers=views)
     free = {name: view.free for name, view in views.items()}
     queue = sorted((b for b in builds if b.status.phase in (None, BuildPhase.PENDING)), key=queue_order)
-    plan.orphans = [
-        b
-        for b in builds
-        if b.status.phase in ACTIVE_PHASES and b.status.worker_name not in snapshot.worker_names
-    ]
+    _sort_active(plan, builds, snapshot, views)
 
     held_for: dict[BuildRef, list[tuple[WorkerView, Reservation]]] = {}
     for view in views.values():
@@ -233,7 +241,7 @@ def _sort_active(plan: Plan, builds: list[Build], snapshot: Snapshot, views: dic
             plan.orphans.append(build)
         elif deadline_passed(build, snapshot.now, snapshot.deadline_grace):
             plan.overdue.append(build)
-        elif snapshot.requeue_delay is not None and not_ready_for(view.worker, snapshot.now) is not None:
+        elif snapshot.requeue_delay is not None:
             not_ready = not_ready_for(view.worker, snapshot.now)
             if not_ready is not None and not_ready >= snapshot.requeue_delay:
                 # A worker that cannot run the build cannot stop it either: cancel it here.

@@ -12,6 +12,9 @@ from buildfarm.domain.phases import can_transition
 QUEUED = "Queued"
 ASSIGNED = "Assigned"
 REQUEUED = "Requeued"
+# Condition types a user can wait on, named after Job's.
+COMPLETE = "Complete"
+FAILED = "Failed"
 WORKER_LOST = "WorkerLost"
 
 
@@ -56,8 +59,21 @@ def worker_lost(build: Build, why: str, now: datetime) -> BuildStatus:
 
 
 def finished(build: Build, phase: BuildPhase, reason: str, message: str, now: datetime) -> BuildStatus:
-    """Failed or Cancelled by the operator; final."""
-    return _next(build, phase, reason, message, ConditionStatus.FALSE, now, finished_at=now)
+    """Succeeded, Failed or Cancelled; final. Also sets the condition users wait on, after Job's:
+    `Complete=True` on success, `Failed=True` on failure or cancellation
+    (`kubectl wait --for=condition=Complete build/NAME`)."""
+    status = _next(build, phase, reason, message, ConditionStatus.FALSE, now, finished_at=now)
+    done = COMPLETE if phase == BuildPhase.SUCCEEDED else FAILED
+    status.conditions = set_condition(
+        status.conditions,
+        type_=done,
+        status=ConditionStatus.TRUE,
+        reason=reason,
+        message=message,
+        generation=build.generation,
+        now=now,
+    )
+    return status
 
 
 def _next(

@@ -76,6 +76,8 @@ class Permission:
     optional: bool = False
     # Used only while this CRD is installed (kopf skips peering without it); the check then skips it too.
     only_with_crd: str | None = None
+    # Used only in the farm namespace (BUILDFARM_FARM_NAMESPACE), whichever namespaces are served.
+    in_farm_namespace: bool = False
 
     @property
     def base(self) -> str:
@@ -97,10 +99,11 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission(
         c.GROUP,
         c.BUILD_PLURAL,
-        ("get", "list", "watch", "patch"),
+        ("get", "list", "watch", "patch", "delete"),
         namespaced=True,
         why="kopf watches Builds and patches its bookkeeping annotations onto them; "
-        "the scheduler lists Builds and reads single ones back",
+        "the scheduler lists Builds, reads single ones back, and deletes those past "
+        "ttlSecondsAfterFinished",
     ),
     Permission(
         c.GROUP,
@@ -122,6 +125,14 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
         ("patch",),
         namespaced=False,
         why="the operator reserves and releases build slots in a Worker's status",
+    ),
+    Permission(
+        "coordination.k8s.io",
+        "leases",
+        ("list",),
+        namespaced=True,
+        in_farm_namespace=True,
+        why="the health monitor reads the worker agents' heartbeat Leases to set each Worker's Ready",
     ),
     Permission(
         CORE,
@@ -183,7 +194,9 @@ def needed(mode: Mode, *, optional: bool = True) -> tuple[Permission, ...]:
 def describe(permissions: Iterable[Permission]) -> str:
     """A short list, e.g. `get/list/watch/patch builds.buildfarm.dev, patch builds.buildfarm.dev/status`."""
     return ", ".join(
-        f"{'/'.join(p.verbs)} {p.name}{' (if installed)' if p.only_with_crd else ''}" for p in permissions
+        f"{'/'.join(p.verbs)} {p.name}{' (if installed)' if p.only_with_crd else ''}"
+        f"{' (in the farm namespace)' if p.in_farm_namespace else ''}"
+        for p in permissions
     )
 
 

@@ -60,6 +60,9 @@ class PreflightError(Exception):
     """The operator cannot work in this cluster; the message is one line saying what to do."""
 
 
+DEFAULT_FARM_NAMESPACE: Final = "buildfarm-system"
+
+
 def preflight(
     api_client: ApiClient,
     timeout: Timeout,
@@ -67,6 +70,7 @@ def preflight(
     *,
     standalone: bool = False,
     timeout_names: tuple[str, str] = TIMEOUT_NAMES,
+    farm_namespace: str = DEFAULT_FARM_NAMESPACE,
 ) -> list[str]:
     """Raises PreflightError unless the operator can serve `namespaces` (empty: all of them); returns
     one-line warnings.
@@ -78,7 +82,7 @@ def preflight(
     """
     server = str(api_client.configuration.host)
     mode = Mode(standalone=standalone, namespaced=bool(namespaces))
-    return _Checks(api_client, timeout, server, timeout_names, mode).run(namespaces)
+    return _Checks(api_client, timeout, server, timeout_names, mode, farm_namespace).run(namespaces)
 
 
 class _Checks:
@@ -89,7 +93,9 @@ class _Checks:
         server: str,
         timeout_names: tuple[str, str],
         mode: Mode,
+        farm_namespace: str,
     ) -> None:
+        self._farm_namespace = farm_namespace
         self._timeout = timeout
         self._timeout_names = timeout_names
         self._server = server
@@ -125,7 +131,7 @@ class _Checks:
         checks: list[_Check] = [
             (permission, verb, namespace)
             for permission in permissions.needed(self._mode, optional=False)
-            for namespace in ([*namespaces] if permission.namespaced and namespaces else [None])
+            for namespace in _where(permission, namespaces, self._farm_namespace)
             for verb in permission.verbs
         ]
         if not checks or not self._can_review(checks[0]):
@@ -390,6 +396,13 @@ def _describe_missing(missing: Sequence[_Check]) -> str:
         for verbs, where in namespaces_by_verbs.items():
             parts.append(f"{'/'.join(verbs)} {permission.name}{_place(permission, where)}")
     return ", ".join(parts)
+
+
+def _where(permission: Permission, namespaces: Sequence[str], farm_namespace: str) -> list[str | None]:
+    """Where to ask for a permission: the farm namespace, each served namespace, or everywhere."""
+    if permission.in_farm_namespace:
+        return [farm_namespace]
+    return [*namespaces] if permission.namespaced and namespaces else [None]
 
 
 def _place(permission: Permission, namespaces: Sequence[str | None]) -> str:

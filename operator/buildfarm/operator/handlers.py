@@ -21,6 +21,7 @@ from buildfarm.api.builds import Build
 from buildfarm.errors import BuildfarmError, Conflict, TransientError
 from buildfarm.operator.admission import Admissions
 from buildfarm.operator.config import configure_kopf, connection_info
+from buildfarm.operator.health import HealthMonitor
 from buildfarm.operator.scheduler import Scheduler
 from buildfarm.operator.store import Store
 from buildfarm.settings import OperatorSettings
@@ -41,6 +42,7 @@ def register(
     store: Store,
     scheduler: Scheduler,
     admissions: Admissions,
+    health: HealthMonitor,
 ) -> None:
     """Register every handler on `registry`, closed over the operator's collaborators."""
     on = kopf.on
@@ -57,6 +59,7 @@ def register(
     @on.startup(timeout=timeout, registry=registry)
     async def start_scheduler(**_: Any) -> None:
         loop_task.append(asyncio.create_task(scheduler.run(), name="buildfarm-scheduler"))
+        loop_task.append(asyncio.create_task(health.run(), name="buildfarm-health"))
 
     @on.cleanup(timeout=timeout, registry=registry)
     async def stop_scheduler(**_: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import kopf
@@ -13,6 +13,7 @@ from buildfarm.kube.gateway import Gateway
 from buildfarm.operator import handlers
 from buildfarm.operator.admission import Admissions
 from buildfarm.operator.assignment import Assigner
+from buildfarm.operator.health import HealthMonitor
 from buildfarm.operator.outcomes import Reporter
 from buildfarm.operator.scheduler import Scheduler
 from buildfarm.operator.store import Store
@@ -41,6 +42,17 @@ async def serve(settings: OperatorSettings, api_client: ApiClient) -> None:
     store = Store(namespaces)
     reporter = Reporter(gateway, utcnow)
     admissions = Admissions(gateway, reporter, limit=ADMISSIONS_IN_FLIGHT, timeout=settings.handler_timeout)
+    grace = timedelta(seconds=settings.lease_grace_seconds)
+    startup_grace = settings.startup_grace_seconds
+    health = HealthMonitor(
+        store,
+        gateway,
+        utcnow,
+        farm_namespace=settings.farm_namespace,
+        grace=grace,
+        startup_grace=grace if startup_grace is None else timedelta(seconds=startup_grace),
+        call_timeout=settings.handler_timeout,
+    )
     scheduler = Scheduler(
         store,
         gateway,
@@ -51,6 +63,9 @@ async def serve(settings: OperatorSettings, api_client: ApiClient) -> None:
         call_timeout=settings.handler_timeout,
         resync_seconds=settings.resync_seconds,
         backoff_seconds=settings.retry_backoff_seconds,
+        requeue_delay=timedelta(seconds=settings.requeue_delay_seconds),
+        deadline_grace=timedelta(seconds=settings.deadline_grace_seconds),
+        in_startup_grace=health.in_startup_grace,
     )
     registry = kopf.OperatorRegistry()
     handlers.register(
@@ -60,6 +75,7 @@ async def serve(settings: OperatorSettings, api_client: ApiClient) -> None:
         store=store,
         scheduler=scheduler,
         admissions=admissions,
+        health=health,
     )
     await kopf.operator(
         registry=registry,

@@ -7,7 +7,7 @@ import pytest
 
 from buildfarm.api.builds import Build
 from buildfarm.api.workers import Worker
-from buildfarm.domain.scheduling import Snapshot, WaitReason, admission_overdue, schedule
+from buildfarm.domain.scheduling import Snapshot, WaitReason, admission_overdue, finished_here, schedule
 from tests.factories import T0, build, reservation, worker
 
 
@@ -240,3 +240,59 @@ def test_unadmitted_builds_are_listed_in_queue_order() -> None:
 def test_admission_overdue(name: str, phase: str | None, age: timedelta, want: bool) -> None:
     b = build("b", phase=phase)  # created at T0
     assert admission_overdue(b, T0 + age, timedelta(seconds=30)) is want
+
+
+def test_finished_builds_are_counted_once_on_the_worker_they_ran_on() -> None:
+    builds = [
+        build("ok", phase="Succeeded", worker="w1", attempt=1),
+        build("bad", phase="Failed", worker="w1", attempt=1),
+        build("cancelled", phase="Cancelled", worker="w1", attempt=1),
+        build("elsewhere", phase="Succeeded", worker="w2", attempt=1),
+        build("requeued", phase="Pending", attempt=1),
+    ]
+    held = [reservation(b.name) for b in builds]
+    snapshot = Snapshot(builds, [worker("w1", capacity=5, reservations=held), worker("w2")], now=T0)
+    view = schedule(snapshot).workers["w1"]
+    assert len(view.stale) == 5
+    assert finished_here(view, snapshot) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "started_ago", "ready", "not_ready_for", "cancel", "want"),
+    [
+        ("healthy and in time", timedelta(minutes=1), True, None, False, ""),
+        ("past timeout plus grace", timedelta(hours=3), True, None, False, "overdue"),
+        ("worker lost past the delay", timedelta(minutes=1), False, timedelta(minutes=2), False, "lost"),
+        ("worker lost, cancel requested", timedelta(minutes=1), False, timedelta(minutes=2), True, "cancel"),
+        ("worker lost, within the delay", timedelta(minutes=1), False, timedelta(seconds=30), False, ""),
+    ],
+)
+def test_started_builds_that_need_the_operator(
+    name: str, started_ago: timedelta, ready: bool, not_ready_for: timedelta | None, cancel: bool, want: str
+) -> None:
+    b = build("b", phase="Running", worker="w1", attempt=1, cancel=cancel)
+    b.status.started_at = T0 - started_ago  # timeoutSeconds defaults to 2 hours
+    w = worker("w1", ready=ready)
+    if not_ready_for is not None:
+        w.status.conditions[0].last_transition_time = T0 - not_ready_for
+    snapshot = Snapshot([b], [w], now=T0, requeue_delay=timedelta(minutes=1))
+    plan = schedule(snapshot)
+    got = {"overdue": plan.overdue, "lost": plan.lost, "cancel": plan.cancellations}
+    assert {k for k, v in got.items() if v} == ({want} if want else set())
+
+
+def test_no_build_is_lost_during_the_startup_grace() -> None:
+    b = build("b", phase="Running", worker="w1", attempt=1)
+    w = worker("w1", ready=False)
+    w.status.conditions[0].last_transition_time = T0 - timedelta(hours=1)
+    assert schedule(Snapshot([b], [w], now=T0, requeue_delay=None)).lost == []
+
+
+def test_finished_builds_past_their_ttl_expire() -> None:
+    done = build("done", phase="Succeeded", worker="w1", attempt=1)
+    done.spec.ttl_seconds_after_finished = 60
+    done.status.finished_at = T0 - timedelta(seconds=61)
+    fresh = done.model_copy(deep=True)
+    fresh.metadata["name"] = "fresh"
+    fresh.status.finished_at = T0 - timedelta(seconds=59)
+    assert [b.name for b in schedule(Snapshot([done, fresh], [], now=T0)).expired] == ["done"]

@@ -87,3 +87,15 @@ def test_a_lost_worker_requeues_until_the_attempts_are_spent(
         attempt,
     )
     assert status.message.startswith("Worker mac-1 does not exist; ")
+
+
+@pytest.mark.parametrize(
+    ("phase", "want_condition"),
+    [(BuildPhase.SUCCEEDED, "Complete"), (BuildPhase.FAILED, "Failed"), (BuildPhase.CANCELLED, "Failed")],
+)
+def test_a_final_phase_sets_the_condition_users_wait_on(phase: BuildPhase, want_condition: str) -> None:
+    running = build("b", phase="Running", worker="w", attempt=1)
+    status = transitions.finished(running, phase, "Done", "done", T0)
+    conditions = {c.type: c.status for c in status.conditions}
+    assert conditions[want_condition] == "True"
+    assert conditions["Scheduled"] == "False"
