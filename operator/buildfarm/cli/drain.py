@@ -161,7 +161,6 @@ class Drain:
             if not active:
                 return
             for build in active:
-                self._seen.add(key(build))
                 self.requeue(build)
         if self.active():
             raise DrainFailed(
@@ -171,6 +170,7 @@ class Drain:
 
     def requeue(self, build: Build) -> None:
         """Hand `build` (as read) back to the queue if it is still on the worker; report what happened."""
+        self._seen.add(key(build))
         current: Build | None = build
         for _ in range(MAX_CONFLICTS):
             if current is None or not self._on_worker(current):
