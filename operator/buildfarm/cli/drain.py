@@ -172,6 +172,7 @@ class Drain:
         """Hand `build` (as read) back to the queue if it is still on the worker; report what happened."""
         self._seen.add(key(build))
         current: Build | None = build
+        last = ""
         for _ in range(MAX_CONFLICTS):
             if current is None or not self._on_worker(current):
                 if current is not None:
@@ -180,7 +181,8 @@ class Drain:
             status = transitions.handed_back(current, transitions.DRAINED, self.message, self._now())
             try:
                 self.admin.write_build_status(current, status)
-            except Conflict:
+            except Conflict as error:
+                last = error.message  # a 409, or a 422 from a CEL rule: either way, read and re-check
                 current = self._reread(current)
                 continue
             result = Requeued(
@@ -191,7 +193,7 @@ class Drain:
             self._on_result(result)
             return
         raise DrainFailed(
-            f"build {shown(key(build))} changed {MAX_CONFLICTS} times while the drain tried to requeue it: "
+            f"could not requeue build {shown(key(build))} in {MAX_CONFLICTS} tries (last: {last}): "
             f"run `buildfarm worker drain {self.worker} --deadline 0` again"
         )
 
