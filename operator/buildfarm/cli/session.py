@@ -157,7 +157,7 @@ def session(kubeconfig: Path | None, context: str | None) -> Iterator[Session]:
     # A kubeconfig with insecure-skip-tls-verify asked for it; urllib3 would warn on every single call.
     warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     try:
-        api_client = kube_client.make_api_client(options)
+        api_client = kube_client.make_api_client(options, kubeconfig_source="--kubeconfig")
     except kube_client.KubeConfigError as error:
         raise CommandError(str(error)) from None
     with api_client:
