@@ -2,9 +2,11 @@
 
 import click
 
+from buildfarm.cli.builds import cancel_command, retry_command
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
 from buildfarm.cli.operator import operator_command
+from buildfarm.cli.workers import worker_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +17,9 @@ def cli() -> None:
 dev.add_command(crds)
 cli.add_command(dev)
 cli.add_command(operator_command)
+cli.add_command(retry_command)
+cli.add_command(cancel_command)
+cli.add_command(worker_group)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ the operator's writers only choose which one to write."""
 from datetime import datetime
 from typing import Any
 
-from buildfarm.api.builds import Build, BuildPhase, BuildStatus
+from buildfarm.api.builds import ACTIVE_PHASES, Build, BuildPhase, BuildStatus
 from buildfarm.api.meta import ConditionStatus
 from buildfarm.domain.conditions import SCHEDULED, set_condition
 from buildfarm.domain.phases import can_transition
@@ -16,6 +16,7 @@ REQUEUED = "Requeued"
 COMPLETE = "Complete"
 FAILED = "Failed"
 WORKER_LOST = "WorkerLost"
+DRAINED = "Drained"
 
 
 def queued(build: Build, now: datetime) -> BuildStatus:
@@ -56,6 +57,24 @@ def worker_lost(build: Build, why: str, now: datetime) -> BuildStatus:
         return finished(build, BuildPhase.FAILED, WORKER_LOST, message, now)
     message = f"{why}; requeued for attempt {build.status.attempt + 1} of {attempts}."
     return _next(build, BuildPhase.PENDING, REQUEUED, message, ConditionStatus.FALSE, now, worker_name="")
+
+
+def handed_back(build: Build, reason: str, message: str, now: datetime) -> BuildStatus:
+    """Back to the queue from its worker without spending the attempt (e.g. the worker is drained): the
+    worker is cleared, so the next assignment raises the attempt and fences off the old one, and
+    status.handbacks counts this requeue, so it is not held against spec.maxAttempts."""
+    if build.status.phase not in ACTIVE_PHASES:
+        raise ValueError(f"only an Assigned or Running build can be handed back, not {build.status.phase}")
+    return _next(
+        build,
+        BuildPhase.PENDING,
+        reason,
+        message,
+        ConditionStatus.FALSE,
+        now,
+        worker_name="",
+        handbacks=build.status.handbacks + 1,
+    )
 
 
 def finished(build: Build, phase: BuildPhase, reason: str, message: str, now: datetime) -> BuildStatus:
