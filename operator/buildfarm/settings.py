@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Self, get_args
+from typing import Annotated, Any, ClassVar, Final, Self, TypeVar, get_args
 
 import annotated_types
 from pydantic import (
@@ -28,6 +28,10 @@ SECRET_MIN_BYTES: Final = 32
 NAMESPACES_MAX: Final = 100
 _NAMESPACE_MAX_LENGTH: Final = 63
 _NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Custom error types whose message already says all (and never shows a secret).
+SELF_EXPLAINING_ERRORS: Final = frozenset(
+    {"namespace_name", "secret_too_short", "worker_name", "label", "env_name", "command"}
+)
 # Marks a numeric field whose bounds are rendered as "between A and B seconds".
 _UNIT: Final = "unit"
 _SHOWN_MAX: Final = 80
@@ -62,7 +66,7 @@ def _namespace_name(value: str) -> str:
 NamespaceName = Annotated[str, AfterValidator(_namespace_name)]
 
 
-def _seconds(default: float, *, ge: float, le: float, description: str) -> Any:
+def seconds_field(default: float, *, ge: float, le: float, description: str) -> Any:
     """A Field for a duration in seconds, bounded on both sides."""
     return Field(default, ge=ge, le=le, description=description, json_schema_extra={_UNIT: "seconds"})
 
@@ -72,6 +76,8 @@ class OperatorSettings(BaseSettings):
 
     Each field `x` is read from the environment variable `BUILDFARM_X` (case-insensitive; empty = unset).
     """
+
+    WHO: ClassVar[str] = "the operator"  # named in "is not a setting of ..."
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -104,7 +110,7 @@ class OperatorSettings(BaseSettings):
         default=False,
         description="Run without kopf peering, i.e. without coordinating with other operator replicas.",
     )
-    request_timeout: float = _seconds(
+    request_timeout: float = seconds_field(
         10.0, ge=0.5, le=300, description="The longest any single Kubernetes API call may take, in seconds."
     )
     connect_timeout: float = Field(
@@ -115,7 +121,7 @@ class OperatorSettings(BaseSettings):
         description="The longest opening a connection to the API server may take, in seconds; at most "
         "request_timeout. Default: 5, or request_timeout if that is lower.",
     )
-    watch_server_timeout: int = _seconds(
+    watch_server_timeout: int = seconds_field(
         60,
         ge=10,
         le=3600,
@@ -130,16 +136,16 @@ class OperatorSettings(BaseSettings):
         description="When the operator gives up on a silent watch, in seconds; more than "
         "watch_server_timeout. Default: watch_server_timeout + 30 (90).",
     )
-    handler_timeout: float = _seconds(
+    handler_timeout: float = seconds_field(
         60.0, ge=1, le=3600, description="The longest one handler may run before it is retried, in seconds."
     )
-    resync_seconds: float = _seconds(
+    resync_seconds: float = seconds_field(
         30.0,
         ge=1,
         le=3600,
         description="How often the scheduler rescans everything, a safety net for missed events, in seconds.",
     )
-    retry_backoff_seconds: float = _seconds(
+    retry_backoff_seconds: float = seconds_field(
         2.0, ge=0.1, le=300, description="How long to wait before retrying a failed handler, in seconds."
     )
     artifact_signing_key: Secret32 | None = Field(
@@ -162,7 +168,7 @@ class OperatorSettings(BaseSettings):
     @model_validator(mode="after")
     def _timeouts_agree(self) -> Self:
         if self.connect_timeout > self.request_timeout:
-            raise _conflict(
+            raise conflict(
                 f"{env_var('connect_timeout')} ({self.connect_timeout:g}) must not exceed "
                 f"{env_var('request_timeout')} ({self.request_timeout:g}): "
                 "lower the first or raise the second",
@@ -170,7 +176,7 @@ class OperatorSettings(BaseSettings):
                 "request_timeout",
             )
         if self.watch_client_timeout <= self.watch_server_timeout:
-            raise _conflict(
+            raise conflict(
                 f"{env_var('watch_client_timeout')} ({self.watch_client_timeout:g}) must be greater than "
                 f"{env_var('watch_server_timeout')} ({self.watch_server_timeout:g}), or the operator drops "
                 "healthy watches: raise the first or lower the second",
@@ -180,9 +186,9 @@ class OperatorSettings(BaseSettings):
         return self
 
 
-def env_var(field: str) -> str:
+def env_var(field: str, prefix: str = ENV_PREFIX) -> str:
     """The environment variable of a setting: `request_timeout` -> `BUILDFARM_REQUEST_TIMEOUT`."""
-    return f"{ENV_PREFIX}{field.upper()}"
+    return f"{prefix}{field.upper()}"
 
 
 @dataclass(frozen=True)
@@ -191,13 +197,14 @@ class SettingsProblem:
 
     fields: tuple[str, ...]
     message: str
+    prefix: str = ENV_PREFIX
 
     def render(self, names: Mapping[str, str]) -> str:
         """The message with some settings named differently, e.g. by the command-line flag that set them."""
         text = self.message
         for field in self.fields:
             if field in names:
-                text = re.sub(rf"\b{re.escape(env_var(field))}\b", names[field], text)
+                text = re.sub(rf"\b{re.escape(env_var(field, self.prefix))}\b", names[field], text)
         return text
 
 
@@ -214,11 +221,20 @@ class SettingsError(Exception):
 
 def load_settings(**overrides: Any) -> OperatorSettings:
     """The settings from the environment, with `overrides` (e.g. command-line flags) taking precedence."""
+    return validated(OperatorSettings, **overrides)
+
+
+AnySettings = TypeVar("AnySettings", bound=BaseSettings)
+
+
+def validated(model: type[AnySettings], **overrides: Any) -> AnySettings:
+    """Settings of any command (operator, agent) from its environment variables and `overrides`, or a
+    SettingsError naming each wrong variable the same way for all of them."""
     try:
-        return OperatorSettings(**overrides)
+        return model(**overrides)
     except ValidationError as error:
         # `from None`: the pydantic error echoes inputs, which may include a secret.
-        raise SettingsError(_problems(error)) from None
+        raise SettingsError(_problems(error, model)) from None
 
 
 class _ConflictError(ValueError):
@@ -229,30 +245,32 @@ class _ConflictError(ValueError):
         self.fields = fields
 
 
-def _conflict(message: str, *fields: str) -> _ConflictError:
+def conflict(message: str, *fields: str) -> _ConflictError:
     return _ConflictError(message, fields)
 
 
-def _problems(error: ValidationError) -> list[SettingsProblem]:
+def _problems(error: ValidationError, model: type[BaseSettings]) -> list[SettingsProblem]:
+    prefix = str(model.model_config.get("env_prefix") or "")
     problems = []
     for detail in error.errors(include_url=False):
         if detail["type"] == "default_factory_not_called":
             continue  # A consequence of another field's error, which is reported instead.
         cause = detail.get("ctx", {}).get("error")
         if isinstance(cause, _ConflictError):
-            problems.append(SettingsProblem(cause.fields, str(cause)))
+            problems.append(SettingsProblem(cause.fields, str(cause), prefix))
             continue
         field = str(detail["loc"][0]) if detail["loc"] else ""
         if not field:
-            problems.append(SettingsProblem((), detail["msg"]))
+            problems.append(SettingsProblem((), detail["msg"], prefix))
             continue
-        problems.append(SettingsProblem((field,), f"{env_var(field)}: {_describe(field, detail)}"))
+        message = f"{env_var(field, prefix)}: {_describe(model, field, detail)}"
+        problems.append(SettingsProblem((field,), message, prefix))
     return problems
 
 
-def _describe(field: str, detail: ErrorDetails) -> str:
+def _describe(model: type[BaseSettings], field: str, detail: ErrorDetails) -> str:
     """What the value must be, and the value given unless the field holds a secret."""
-    info = OperatorSettings.model_fields.get(field)
+    info = model.model_fields.get(field)
     kind = detail["type"]
     ctx = detail.get("ctx", {})
     secret = info is not None and _holds_secret(info.annotation)
@@ -263,7 +281,7 @@ def _describe(field: str, detail: ErrorDetails) -> str:
 
     message: str
     if kind == "extra_forbidden":
-        return "is not a setting of the operator"
+        return f"is not a setting of {getattr(model, 'WHO', 'this command')}"
     if kind == "missing":
         return "is required"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info is not None:
@@ -272,6 +290,8 @@ def _describe(field: str, detail: ErrorDetails) -> str:
         message = f"must be a number{' of ' + unit.strip() if unit else ''}"
     elif kind in {"int_parsing", "int_type", "int_from_float"}:
         message = f"must be a whole number{' of ' + unit.strip() if unit else ''}"
+    elif kind == "enum" and "expected" in ctx:
+        message = f"must be {ctx['expected']}"
     elif kind == "string_type":
         message = "must be a string"
     elif kind in {"bool_parsing", "bool_type"}:
@@ -280,7 +300,7 @@ def _describe(field: str, detail: ErrorDetails) -> str:
         message = f"must have at most {ctx['max_length']} items"
     elif kind in {"string_too_short", "string_too_long"}:
         message = detail["msg"].replace("String should have", "must have")
-    elif kind in {"namespace_name", "secret_too_short"}:
+    elif kind in SELF_EXPLAINING_ERRORS:
         return detail["msg"]  # Already shows what it needs to, and never a secret.
     else:
         message = detail["msg"]
