@@ -29,6 +29,7 @@ class WorkerCapabilities(ApiModel):
     """What the agent found on the machine, reported at registration and kept current."""
 
     os_version: str = Field(default="", max_length=128, description="Operating system and version.")
+    architecture: str = Field(default="", max_length=32, description="CPU architecture, e.g. arm64.")
     xcode_versions: list[str] = Field(
         default_factory=list, max_length=16, description="Installed Xcode versions, e.g. 16.2."
     )
