@@ -2,6 +2,7 @@
 
 import click
 
+from buildfarm.cli.agent import agent_command
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
 from buildfarm.cli.operator import operator_command
@@ -15,6 +16,7 @@ def cli() -> None:
 dev.add_command(crds)
 cli.add_command(dev)
 cli.add_command(operator_command)
+cli.add_command(agent_command)
 
 
 def main() -> None:
