@@ -6,7 +6,7 @@ no devices)."""
 
 import hashlib
 import ipaddress
-import subprocess
+import re
 import tarfile
 import urllib.parse
 import urllib.request
@@ -87,25 +87,22 @@ def clone(git: GitSource, dest: Path, processes: Processes, build_log: BuildLog,
     )
     if code != 0:
         raise SourceError(f"git clone of {git.url} failed with exit code {code}")
+    # Resolve the revision to a commit id first (rev-parse takes --end-of-options, checkout does not),
+    # then check out that hex id: a revision is never read as an option.
+    resolved = dest.parent / "revision"
     for candidate in (git.revision, f"origin/{git.revision}"):
-        code = processes.run(
-            [
-                *safe,
-                "-C",
-                str(dest),
-                "rev-parse",
-                "--quiet",
-                "--verify",
-                "--end-of-options",
-                f"{candidate}^{{commit}}",
-            ],
-            cwd=dest,
-            stdout=subprocess.DEVNULL,
-        )
-        if code == 0:
+        with resolved.open("wb") as out:
             code = processes.run(
-                [*safe, "-C", str(dest), "checkout", "--quiet", "--detach", "--end-of-options", candidate],
+                [*safe, "-C", str(dest), "rev-parse", "--quiet", "--verify", "--end-of-options",
+                 f"{candidate}^{{commit}}"],
                 cwd=dest,
+                stdout=out,
+            )  # fmt: skip
+        commit = resolved.read_text().strip()
+        if code == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit):
+            build_log.say(f"Checking out {commit}.")
+            code = processes.run(
+                [*safe, "-C", str(dest), "checkout", "--quiet", "--detach", commit], cwd=dest
             )
             if code != 0:
                 raise SourceError(f"git checkout of {git.revision} failed with exit code {code}")
