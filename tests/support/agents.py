@@ -83,9 +83,14 @@ class AgentFarm:
         return {f"BUILDFARM_AGENT_{k.upper()}": str(v) for k, v in merged.items() if v is not None}
 
     @contextmanager
-    def agent(self, short: str = "mac", *args: str, **settings: Any) -> Iterator[Agent]:
+    def agent(
+        self, short: str = "mac", *args: str, path: str | None = None, **settings: Any
+    ) -> Iterator[Agent]:
+        """Run `buildfarm agent` with BUILDFARM_AGENT_* from `settings`; `path` is the agent's PATH."""
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("BUILDFARM_", "KUBECONFIG"))}
         env |= {"KUBECONFIG": self.kubeconfig, **self.settings_env(short, **settings)}
+        if path is not None:
+            env["PATH"] = path
         worker = self.worker_name(short)
         if worker not in self.farm.workers:
             self.farm.workers.append(worker)  # deleted by the farm's cleanup

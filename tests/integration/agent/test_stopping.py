@@ -15,13 +15,15 @@ from tests.support.farm import Farm, wait_for
 LONG = {"seconds": 120, "lines": 120}
 
 
-def running_with_pids(farm: Farm, name: str, pid_file: Path) -> list[int]:
+def running_with_pids(farm: Farm, name: str, pid_file: Path, count: int) -> list[int]:
+    """The PIDs the fake build recorded (itself and its children) once it runs."""
     wait_for(f"{name} Running", lambda: farm.get_build(name).status.phase == "Running")
-    text = wait_for(
-        "the build's pids",
-        lambda: pid_file.exists() and pid_file.read_text().count("\n") >= 2 and pid_file.read_text(),
-    )
-    return [int(line) for line in text.split()]
+
+    def pids() -> list[int] | None:
+        found = [int(line) for line in pid_file.read_text().split()] if pid_file.exists() else []
+        return found if len(found) == count else None
+
+    return wait_for("the build's pids", pids)
 
 
 def gone(pid: int) -> bool:
@@ -45,7 +47,7 @@ def test_cancel_kills_the_whole_process_group(
             "b", source=archives.source("b", children=2, pid_file=str(pid_file), ignore_term=True, **LONG)
         )
         assign(farm, "b", agent.worker)
-        pids = running_with_pids(farm, "b", pid_file)
+        pids = running_with_pids(farm, "b", pid_file, 3)
         assert not any(gone(pid) for pid in pids)
         cancel(farm, "b")
         done = wait_for("Cancelled", lambda: (b := farm.get_build("b")).status.phase == "Cancelled" and b)
@@ -77,7 +79,7 @@ def test_sigterm_hands_back_what_does_not_finish_in_the_grace_period(
     with agents.agent("mac", stop_grace_seconds=1) as agent:
         farm.build("b", source=archives.source("b", children=1, pid_file=str(pid_file), **LONG))
         assign(farm, "b", agent.worker)
-        pids = running_with_pids(farm, "b", pid_file)
+        pids = running_with_pids(farm, "b", pid_file, 2)
         agent.signal(signal.SIGTERM)
         assert agent.wait() == 0, agent.log()
 
@@ -110,7 +112,7 @@ def test_a_reassigned_build_is_killed_and_never_written_again(
     with agents.agent("mac") as agent:
         farm.build("b", source=archives.source("b", children=1, pid_file=str(pid_file), **LONG))
         assign(farm, "b", agent.worker)
-        pids = running_with_pids(farm, "b", pid_file)
+        pids = running_with_pids(farm, "b", pid_file, 2)
         seen_by_agent = farm.get_build("b")
 
         # The operator gives the build to another worker at the next attempt.
