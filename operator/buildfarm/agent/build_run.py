@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
-from buildfarm.agent import artifacts
+from buildfarm.agent import artifacts, leftovers
 from buildfarm.agent.executors.base import Executor, Job, Outcome
 from buildfarm.agent.fenced import FencedWriter, Lost
 from buildfarm.agent.logs import BuildLog
@@ -66,7 +66,12 @@ class BuildRun:
         self.workspace = settings.workspaces / f"{build.uid}-{self.token.attempt}"
         log_path = settings.logs / build.namespace / f"{build.name}-{self.token.attempt}.log"
         self.log = BuildLog(log_path)
-        self.processes = Processes(self.log, self._env(), settings.kill_grace_seconds)
+        self.processes = Processes(
+            self.log,
+            self._env(),
+            settings.kill_grace_seconds,
+            record=self.workspace / leftovers.PROCESSES_FILE,
+        )
 
     # Called by the supervisor
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from buildfarm.agent import capabilities
+from buildfarm.agent import capabilities, leftovers
 from buildfarm.agent.executors.base import Executor
 from buildfarm.agent.executors.shell import ShellExecutor
 from buildfarm.agent.executors.tart import TartExecutor
@@ -76,6 +76,7 @@ class Agent:
         worker = register(self.agent_gateway, settings)
         self._report_capabilities()
         self.heartbeat.start()
+        leftovers.clean(settings.workspaces)
         self.executor.prepare()
         for path in (settings.workspaces, settings.logs, settings.artifacts):
             path.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from buildfarm.agent.logs import BuildLog
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,19 @@ class Stopped(Exception):
 
 
 class Processes:
-    def __init__(self, build_log: BuildLog, env: Mapping[str, str], kill_grace: float) -> None:
+    def __init__(
+        self,
+        build_log: BuildLog,
+        env: Mapping[str, str],
+        kill_grace: float,
+        record: Path | None = None,
+    ) -> None:
+        """`record`: a file listing every process group started, so that a restarted agent can kill
+        what a crashed one left running (see leftovers.py)."""
         self.log = build_log
         self.env = dict(env)
         self.kill_grace = kill_grace
+        self.record = record
         self._lock = threading.Lock()
         self._current: list[subprocess.Popen[bytes]] = []
         self._stopped: str | None = None
@@ -94,6 +105,8 @@ class Processes:
             )
             self._current.append(proc)
             self.pids.append(proc.pid)
+            if self.record is not None:
+                _remember(self.record, proc.pid)
         pipe = proc.stderr if stdout is not None else proc.stdout
         if pipe is not None:
             reader = threading.Thread(target=self._pump, args=(pipe,), name=f"log-{proc.pid}", daemon=True)
@@ -146,6 +159,51 @@ class Processes:
             pass
         finally:
             pipe.close()
+
+
+def _remember(record: Path, pid: int) -> None:
+    """Append `pid start-time` (the start time tells a reused PID from ours)."""
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return  # already gone
+    with record.open("a") as file:
+        file.write(f"{pid} {started}\n")
+
+
+def kill_recorded(record: Path) -> list[int]:
+    """SIGKILL every process group in `record` whose leader is still the process recorded; returns
+    the groups killed."""
+    killed = []
+    try:
+        lines = record.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            pid_text, started_text = line.split()
+            pid, started = int(pid_text), float(started_text)
+        except ValueError:
+            continue
+        try:
+            alive = abs(psutil.Process(pid).create_time() - started) < 0.01
+        except psutil.Error:
+            alive = False
+        if alive or _group_exists(pid):
+            _signal_group(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def _group_exists(pgid: int) -> bool:
+    """Whether any process is still in group pgid (the leader may be gone, its children not)."""
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                return True
+        except (ProcessLookupError, PermissionError):
+            continue
+    return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -6,7 +6,6 @@ Validated once at start (see buildfarm.settings.validated): a bad value stops th
 import os
 import platform
 import re
-import shlex
 import socket
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
@@ -15,6 +14,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from buildfarm.agent.commands import TemplateError, check_template
 from buildfarm.api.meta import LABEL_VALUE_MAX, Platform
 from buildfarm.settings import NamespaceName, conflict, env_var, seconds_field
 
@@ -238,7 +238,9 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _splits(cls, value: str) -> str:
         try:
-            shlex.split(value)
+            check_template(value)
+        except TemplateError as error:
+            raise PydanticCustomError("command", "{why}", {"why": str(error)}) from None
         except ValueError as error:
             raise PydanticCustomError(
                 "command", "cannot be split into arguments ({why})", {"why": str(error)}

@@ -13,9 +13,8 @@ from typing import Any, Final
 import click
 import urllib3
 
-from buildfarm.agent.commands import TemplateError, check_template
 from buildfarm.agent.settings import ENV_PREFIX, AgentSettings
-from buildfarm.cli.errors import BadSettingsError, StartupError, settings_from
+from buildfarm.cli.errors import StartupError, settings_from
 from buildfarm.errors import BuildfarmError
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.preflight import PreflightError, preflight
@@ -119,11 +118,6 @@ def agent_command(
         "stop_grace_seconds": stop_grace,
     }
     settings = settings_from(AgentSettings, flags, _FLAGS)
-    try:
-        check_template(settings.command)
-    except TemplateError as error:
-        name = _FLAGS["command"] if command is not None else _env("command")
-        raise BadSettingsError(f"{name}: {error}") from None
 
     warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     try:
