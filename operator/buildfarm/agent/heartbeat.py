@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from buildfarm.errors import BuildfarmError, Conflict, NotFound
+from buildfarm.errors import BuildfarmError, Conflict, NotFound, PermanentError
 from buildfarm.kube.leases import Lease, Leases
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,17 @@ class Heartbeat:
         self._failing = False
 
     def start(self) -> None:
-        self.beat()  # the first renewal before any build is taken
+        """Take the Lease, then keep renewing it. The first renewal must succeed: a missing namespace
+        or missing permissions are fixed by a person, so the agent stops with one line saying what."""
+        try:
+            self._lease = self._renew()
+        except NotFound:
+            raise PermanentError(
+                f"the namespace {self.namespace} for the agent's Lease does not exist: create it "
+                f"(`kubectl create namespace {self.namespace}`) or set BUILDFARM_AGENT_NAMESPACE"
+            ) from None
+        except BuildfarmError as error:
+            raise PermanentError(f"cannot take the Lease {self.namespace}/{self.name}: {error}") from None
         self._thread.start()
 
     def beat(self) -> bool:

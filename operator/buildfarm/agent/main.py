@@ -101,7 +101,7 @@ class Agent:
             report_capabilities(
                 self.agent_gateway,
                 self.settings.worker_name,
-                lambda: capabilities.probe(self.settings.work_dir),
+                lambda: capabilities.probe(self.settings.work_dir.expanduser()),
             )
         except BuildfarmError as error:
             log.warning("Could not report capabilities (next round tries again): %s", error)

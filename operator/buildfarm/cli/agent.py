@@ -140,4 +140,4 @@ def agent_command(
         try:
             run(settings, api_client, lease_client)
         except BuildfarmError as error:
-            raise StartupError(f"the agent stopped: {error.message}") from None
+            raise StartupError(f"the agent cannot run: {error.message}") from None
