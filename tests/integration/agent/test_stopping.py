@@ -144,3 +144,29 @@ def test_a_reassigned_build_is_killed_and_never_written_again(
             patch_build(farm, "b", late, status=True)
         assert refused.value.status == 422
         assert "status.attempt cannot decrease" in str(refused.value.body)
+
+
+def test_sigterm_hands_back_waiting_builds_at_once_and_sigquit_the_rest(
+    agents: AgentFarm, farm: Farm, archives: ArchiveServer
+) -> None:
+    with agents.agent("mac", capacity=1, stop_grace_seconds=600) as agent:
+        farm.build("running", source=archives.source("running", **LONG))
+        farm.build("waiting", source=archives.source("waiting", **LONG))
+        assign(farm, "running", agent.worker)
+        wait_for("running", lambda: farm.get_build("running").status.phase == "Running")
+        assign(farm, "waiting", agent.worker)
+
+        agent.signal(signal.SIGTERM)
+        wait_for("the waiting build handed back", lambda: farm.get_build("waiting").status.phase == "Pending")
+        assert farm.get_build("running").status.phase == "Running"  # within its grace period
+        agent.signal(signal.SIGQUIT)
+        assert agent.wait() == 0, agent.log()
+
+    for name in ("running", "waiting"):
+        status = farm.get_build(name).status
+        assert (status.phase, status.reason, status.handbacks, status.worker_name) == (
+            "Pending",
+            "HandedBack",
+            1,
+            "",
+        ), name
