@@ -99,6 +99,10 @@ class BuildRun:
         except Lost as lost:
             self._stop_now(Why.LOST)
             log.warning("Stopped %s and wrote nothing more: %s", self.key, lost)
+        except TransientError as error:
+            # Only the first write (Assigned -> Running) gets here: nothing ran yet, and the build is
+            # still Assigned, so the next relist starts it again.
+            log.warning("Could not start %s (the next relist tries again): %s", self.key, error)
         except Exception:
             log.exception("The run of %s failed unexpectedly.", self.key)
             self._stop_now(Why.LOST)
