@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from buildfarm import constants as c
-from tests.support.farm import TIMEOUT, Farm
+from tests.support.farm import TIMEOUT, Farm, wait_for
 from tests.support.operators import buildfarm_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -199,3 +201,25 @@ def _quiet_handler(directory: str) -> type[http.server.SimpleHTTPRequestHandler]
             return None
 
     return Handler
+
+
+# A fake build that runs until it is stopped.
+LONG = {"seconds": 120, "lines": 120}
+
+
+def running_with_pids(farm: Farm, name: str, pid_file: Path, count: int) -> list[int]:
+    """The PIDs the fake build recorded (itself and its children) once it runs."""
+    wait_for(f"{name} Running", lambda: farm.get_build(name).status.phase == "Running")
+
+    def pids() -> list[int] | None:
+        found = [int(line) for line in pid_file.read_text().split()] if pid_file.exists() else []
+        return found if len(found) == count else None
+
+    return wait_for("the build's pids", pids)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped by init
+    except psutil.NoSuchProcess:
+        return True

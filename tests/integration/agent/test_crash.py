@@ -4,8 +4,7 @@ them, deletes the old workspace, and requeues the build it can no longer finish 
 import signal
 from pathlib import Path
 
-from tests.integration.agent.test_stopping import LONG, gone, running_with_pids
-from tests.support.agents import AgentFarm, ArchiveServer, assign
+from tests.support.agents import LONG, AgentFarm, ArchiveServer, assign, gone, running_with_pids
 from tests.support.farm import Farm, wait_for
 
 

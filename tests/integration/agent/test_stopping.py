@@ -4,33 +4,12 @@ builds, and a build taken away mid-run (killed, and nothing more written to it).
 import signal
 from pathlib import Path
 
-import psutil
 import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from tests.support.agents import AgentFarm, ArchiveServer, assign, patch_build
+from tests.support.agents import LONG, AgentFarm, ArchiveServer, assign, gone, patch_build, running_with_pids
 from tests.support.farm import Farm, wait_for
-
-LONG = {"seconds": 120, "lines": 120}
-
-
-def running_with_pids(farm: Farm, name: str, pid_file: Path, count: int) -> list[int]:
-    """The PIDs the fake build recorded (itself and its children) once it runs."""
-    wait_for(f"{name} Running", lambda: farm.get_build(name).status.phase == "Running")
-
-    def pids() -> list[int] | None:
-        found = [int(line) for line in pid_file.read_text().split()] if pid_file.exists() else []
-        return found if len(found) == count else None
-
-    return wait_for("the build's pids", pids)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped by init
-    except psutil.NoSuchProcess:
-        return True
 
 
 def cancel(farm: Farm, name: str) -> None:
