@@ -180,8 +180,13 @@ class BuildRun:
         return version
 
     def _stop_now(self, why: Why) -> None:
+        """Stop the build's processes: a grace period for cancel, deadline and handback (as buildkite
+        gives one); none when the build is no longer ours, so two workers never run it at once."""
         self.request_stop(why)
-        self.processes.stop(why.value)
+        why = self._why or why
+        if self.processes.stopped is not None and why is not Why.LOST:
+            return  # already stopped; new commands are refused
+        self.processes.stop(why.value, grace=0 if why is Why.LOST else None)
 
     def _finish(self, started: Build, limit: int, outcome: Outcome | BaseException | None) -> None:
         why = self._why

@@ -121,15 +121,15 @@ class Processes:
         proc.wait()
         self._finish(proc)
 
-    def stop(self, why: str) -> None:
-        """Stop the build: no new commands, the running ones' groups TERM, grace, KILL. Idempotent;
-        returns when the running commands are gone."""
+    def stop(self, why: str, *, grace: float | None = None) -> None:
+        """Stop the build: no new commands, the running ones' groups TERM, grace (kill_grace unless
+        given; 0: KILL at once), KILL. Returns when the running commands are gone."""
         with self._lock:
             if self._stopped is None:
                 self._stopped = why
             current = list(self._current)
         for proc in current:
-            self._kill_group(proc)
+            self._kill_group(proc, self.kill_grace if grace is None else grace)
 
     def _finish(self, proc: subprocess.Popen[bytes]) -> None:
         _signal_group(proc.pid, signal.SIGKILL)  # leftovers of a command that ended by itself
@@ -140,9 +140,9 @@ class Processes:
             if proc in self._current:
                 self._current.remove(proc)
 
-    def _kill_group(self, proc: subprocess.Popen[bytes]) -> None:
+    def _kill_group(self, proc: subprocess.Popen[bytes], grace: float | None = None) -> None:
         _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.kill_grace
+        deadline = time.monotonic() + (self.kill_grace if grace is None else grace)
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         _signal_group(proc.pid, signal.SIGKILL)

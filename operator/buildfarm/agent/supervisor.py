@@ -127,12 +127,16 @@ class Supervisor:
                         self.reconcile(event.build, key)
                 backoff = 1.0
             except BuildfarmError as error:
+                if self._closed.is_set():
+                    return  # the agent is exiting and closed the connections under this thread
                 log.warning(
                     "Watching builds of %s failed, listing again in %.0fs: %s", self.worker, backoff, error
                 )
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except Exception:
+                if self._closed.is_set():
+                    return
                 log.exception("The watch of builds of %s failed unexpectedly.", self.worker)
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -220,6 +224,9 @@ class Supervisor:
         for run in remaining:
             run.join()
         self._closed.set()
+        # Let a relist in flight end before the caller closes the connections; a watch blocked on a
+        # quiet stream is left behind (a daemon thread, gone with the process).
+        self._thread.join(timeout=2)
 
     def close(self) -> None:
         self._closed.set()
