@@ -1,9 +1,13 @@
 """The operator's settings: environment variables `BUILDFARM_*`, overridden by command-line flags.
 
 Every field is typed and bounded, so a wrong value stops the operator at startup with one line that names
-the variable and says what it must be, instead of failing later in a handler.
+the variable and says what it must be, instead of failing later in a handler. A `BUILDFARM_*` variable that
+is neither a setting nor another buildfarm program's (FOREIGN_VARIABLES) is an error too: a misspelled
+setting would otherwise be ignored without a word.
 """
 
+import difflib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +40,20 @@ SELF_EXPLAINING_ERRORS: Final = frozenset(
 _UNIT: Final = "unit"
 _SHOWN_MAX: Final = 80
 
+# Variables under BUILDFARM_ that belong to other buildfarm programs sharing the operator's environment
+# (a developer's shell, a CI job, a pod with several containers). The operator leaves them alone.
+# A name ending in `*` stands for every variable it starts with. Keep this the one list of them.
+FOREIGN_VARIABLES: Final[Mapping[str, str]] = {
+    "BUILDFARM_AGENT_*": "the worker agent",
+    "BUILDFARM_TEST_*": "the test suite (tests/conftest.py, hack/stress.sh)",
+    "BUILDFARM_ETCD": "dev tooling: the etcd binary (buildfarm/dev/binaries.py)",
+    "BUILDFARM_KUBE_APISERVER": "dev tooling: the kube-apiserver binary (buildfarm/dev/binaries.py)",
+    "BUILDFARM_KUBECTL": "dev tooling: the kubectl binary (buildfarm/dev/binaries.py)",
+    "BUILDFARM_CACHE_DIR": "dev tooling: where hack/build-kube-apiserver.sh caches binaries",
+}
+# How alike a misspelling and a setting must be (difflib's ratio) to suggest the setting.
+_SUGGEST_CUTOFF: Final = 0.6
+
 
 def _at_least_32_bytes(value: SecretStr) -> SecretStr:
     size = len(value.get_secret_value().encode())
@@ -66,9 +84,12 @@ def _namespace_name(value: str) -> str:
 NamespaceName = Annotated[str, AfterValidator(_namespace_name)]
 
 
-def seconds_field(default: float, *, ge: float, le: float, description: str) -> Any:
+def _seconds(default: float, *, ge: float, le: float, description: str) -> Any:
     """A Field for a duration in seconds, bounded on both sides."""
     return Field(default, ge=ge, le=le, description=description, json_schema_extra={_UNIT: "seconds"})
+
+
+seconds_field = _seconds  # for the settings of other commands (the agent's)
 
 
 class OperatorSettings(BaseSettings):
@@ -110,7 +131,7 @@ class OperatorSettings(BaseSettings):
         default=False,
         description="Run without kopf peering, i.e. without coordinating with other operator replicas.",
     )
-    request_timeout: float = seconds_field(
+    request_timeout: float = _seconds(
         10.0, ge=0.5, le=300, description="The longest any single Kubernetes API call may take, in seconds."
     )
     connect_timeout: float = Field(
@@ -121,7 +142,7 @@ class OperatorSettings(BaseSettings):
         description="The longest opening a connection to the API server may take, in seconds; at most "
         "request_timeout. Default: 5, or request_timeout if that is lower.",
     )
-    watch_server_timeout: int = seconds_field(
+    watch_server_timeout: int = _seconds(
         60,
         ge=10,
         le=3600,
@@ -136,17 +157,51 @@ class OperatorSettings(BaseSettings):
         description="When the operator gives up on a silent watch, in seconds; more than "
         "watch_server_timeout. Default: watch_server_timeout + 30 (90).",
     )
-    handler_timeout: float = seconds_field(
+    handler_timeout: float = _seconds(
         60.0, ge=1, le=3600, description="The longest one handler may run before it is retried, in seconds."
     )
-    resync_seconds: float = seconds_field(
+    resync_seconds: float = _seconds(
         30.0,
         ge=1,
         le=3600,
         description="How often the scheduler rescans everything, a safety net for missed events, in seconds.",
     )
-    retry_backoff_seconds: float = seconds_field(
+    retry_backoff_seconds: float = _seconds(
         2.0, ge=0.1, le=300, description="How long to wait before retrying a failed handler, in seconds."
+    )
+    farm_namespace: NamespaceName = Field(
+        default="buildfarm-system",
+        description="The namespace of the farm itself: worker agents renew their heartbeat Leases there.",
+    )
+    lease_grace_seconds: float = _seconds(
+        40.0,
+        ge=5,
+        le=3600,
+        description="How long a worker's Lease may go unrenewed before its Ready condition becomes Unknown, "
+        "in seconds (a Lease asking for a longer leaseDurationSeconds gets that).",
+    )
+    startup_grace_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        json_schema_extra={_UNIT: "seconds"},
+        description="After the operator starts, how long it only marks workers Ready, never lost, so a "
+        "restart does not requeue builds before Leases were watched, in seconds. Default: "
+        "lease_grace_seconds.",
+    )
+    requeue_delay_seconds: float = _seconds(
+        0.0,
+        ge=0,
+        le=86400,
+        description="How long a worker stays not Ready (after lease_grace_seconds) before its Assigned and "
+        "Running builds are requeued, in seconds.",
+    )
+    deadline_grace_seconds: float = _seconds(
+        300.0,
+        ge=0,
+        le=86400,
+        description="How long past a build's spec.timeoutSeconds the operator waits for its agent to stop "
+        "it before failing it with DeadlineExceeded itself, in seconds.",
     )
     artifact_signing_key: Secret32 | None = Field(
         default=None,
@@ -219,22 +274,90 @@ class SettingsError(Exception):
         return "; ".join(problem.render(names or {}) for problem in self.problems)
 
 
-def load_settings(**overrides: Any) -> OperatorSettings:
-    """The settings from the environment, with `overrides` (e.g. command-line flags) taking precedence."""
-    return validated(OperatorSettings, **overrides)
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> OperatorSettings:
+    """The settings from the environment, with `overrides` (e.g. command-line flags) taking precedence.
+
+    `environ` is only checked for unknown `BUILDFARM_*` variables (default: os.environ); the values are
+    read from os.environ by pydantic-settings.
+    """
+    return validated(OperatorSettings, environ, **overrides)
 
 
 AnySettings = TypeVar("AnySettings", bound=BaseSettings)
 
 
-def validated(model: type[AnySettings], **overrides: Any) -> AnySettings:
-    """Settings of any command (operator, agent) from its environment variables and `overrides`, or a
-    SettingsError naming each wrong variable the same way for all of them."""
+def validated(
+    model: type[AnySettings], environ: Mapping[str, str] | None = None, **overrides: Any
+) -> AnySettings:
+    """The settings of any command (operator, agent) from its prefix's variables and `overrides`, or a
+    SettingsError that names each problem the same way for all of them."""
+    problems = [
+        SettingsProblem((), unknown_setting(name, model), _prefix(model))
+        for name in unknown_variables(environ, model)
+    ]
     try:
-        return model(**overrides)
+        settings = model(**overrides)
     except ValidationError as error:
         # `from None`: the pydantic error echoes inputs, which may include a secret.
-        raise SettingsError(_problems(error, model)) from None
+        raise SettingsError([*problems, *_problems(error, model)]) from None
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _prefix(model: type[BaseSettings]) -> str:
+    return str(model.model_config.get("env_prefix") or "")
+
+
+def setting_variables(model: type[BaseSettings] = OperatorSettings) -> list[str]:
+    """Every environment variable that is a setting, e.g. `BUILDFARM_REQUEST_TIMEOUT`."""
+    return [env_var(field, _prefix(model)) for field in model.model_fields]
+
+
+def is_foreign(name: str) -> bool:
+    """Whether `name` belongs to another buildfarm program (FOREIGN_VARIABLES), in any letter case."""
+    upper = name.upper()
+    return any(
+        upper.startswith(pattern[:-1]) if pattern.endswith("*") else upper == pattern
+        for pattern in FOREIGN_VARIABLES
+    )
+
+
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, model: type[BaseSettings] = OperatorSettings
+) -> list[str]:
+    """The variables under the model's prefix set (not empty) in `environ` that are neither its settings
+    nor foreign (only the operator's prefix, `BUILDFARM_`, is shared with other programs).
+
+    Names are compared ignoring case, as the settings are read.
+    """
+    prefix = _prefix(model)
+    known = set(setting_variables(model))
+    env = os.environ if environ is None else environ
+    return sorted(
+        name
+        for name, value in env.items()
+        if name.upper().startswith(prefix)
+        and value != ""  # empty means unset, as for the settings themselves
+        and name.upper() not in known
+        and not (prefix == ENV_PREFIX and is_foreign(name))
+    )
+
+
+def unknown_setting(variable: str, model: type[BaseSettings] = OperatorSettings) -> str:
+    """One line saying `variable` (as the user wrote it) is no setting, and which one it may be meant as."""
+    # Compared without the common prefix, which would make every name look alike.
+    prefix = _prefix(model)
+    suffixes = {name.removeprefix(prefix): name for name in setting_variables(model)}
+    close = difflib.get_close_matches(
+        variable.upper().removeprefix(prefix), suffixes, n=1, cutoff=_SUGGEST_CUTOFF
+    )
+    hint = (
+        f"did you mean {suffixes[close[0]]}?"
+        if close
+        else f"unset it (the settings are {', '.join(setting_variables(model))})"
+    )
+    return f"{variable} is not a setting of {getattr(model, 'WHO', 'this command')}; {hint}"
 
 
 class _ConflictError(ValueError):
@@ -246,11 +369,12 @@ class _ConflictError(ValueError):
 
 
 def conflict(message: str, *fields: str) -> _ConflictError:
+    """Raise it from a model validator when settings disagree; `message` names them by variable."""
     return _ConflictError(message, fields)
 
 
 def _problems(error: ValidationError, model: type[BaseSettings]) -> list[SettingsProblem]:
-    prefix = str(model.model_config.get("env_prefix") or "")
+    prefix = _prefix(model)
     problems = []
     for detail in error.errors(include_url=False):
         if detail["type"] == "default_factory_not_called":
@@ -262,6 +386,9 @@ def _problems(error: ValidationError, model: type[BaseSettings]) -> list[Setting
         field = str(detail["loc"][0]) if detail["loc"] else ""
         if not field:
             problems.append(SettingsProblem((), detail["msg"], prefix))
+            continue
+        if detail["type"] == "extra_forbidden":
+            problems.append(SettingsProblem((), unknown_setting(env_var(field, prefix), model), prefix))
             continue
         message = f"{env_var(field, prefix)}: {_describe(model, field, detail)}"
         problems.append(SettingsProblem((field,), message, prefix))
@@ -280,8 +407,6 @@ def _describe(model: type[BaseSettings], field: str, detail: ErrorDetails) -> st
         unit = f" {info.json_schema_extra.get(_UNIT, '')}".rstrip()
 
     message: str
-    if kind == "extra_forbidden":
-        return f"is not a setting of {getattr(model, 'WHO', 'this command')}"
     if kind == "missing":
         return "is required"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"} and info is not None:

@@ -111,9 +111,31 @@ def test_invalid_build_is_rejected_at_create(
     assert want_message in message, case
 
 
+@pytest.mark.parametrize(
+    ("case", "spec"),
+    [
+        ("priority out of bounds", {"priority": 100000}),
+        ("negative timeout", {"timeoutSeconds": -5}),
+        ("bad archive checksum", {"source": {"archive": {"url": "https://e/a.tgz", "sha256": "nope"}}}),
+        ("bad profile", {"profile": "$(touch /tmp/pwned)"}),
+    ],
+)
+def test_plain_schema_error_has_no_nil_noise(
+    custom_objects: CustomObjectsApi, namespace: str, case: str, spec: dict[str, Any]
+) -> None:
+    """The API server appends "<nil>: ... some validation rules were not checked" only after errors that
+    stop CEL from running (an unsupported enum value, a missing field, a too-long string, a wrong type);
+    every other error stands alone."""
+    message = rejected(create_build, custom_objects, namespace, **spec)
+    assert "<nil>" not in message, case
+    assert "some validation rules were not checked" not in message, case
+
+
 @pytest.mark.parametrize("phase", ["Succeeded", "Failed", "Cancelled"])
 def test_terminal_phase_never_changes(custom_objects: CustomObjectsApi, namespace: str, phase: str) -> None:
     create_build(custom_objects, namespace)
+    # Through Assigned, since the phase graph allows Succeeded only after an assignment.
+    patch_status(custom_objects, namespace, "b", {"phase": "Assigned", "workerName": "w1", "attempt": 1})
     patch_status(custom_objects, namespace, "b", {"phase": phase})
     message = rejected(patch_status, custom_objects, namespace, "b", {"phase": "Pending"})
     assert "status.phase is final" in message
@@ -144,7 +166,9 @@ def test_worker_cannot_be_set_from_empty_without_a_new_attempt(
     message = rejected(
         patch_status, custom_objects, namespace, "b", {"phase": "Assigned", "workerName": "w1"}
     )
-    assert "already assigned for this attempt" in message
+    # Nothing is assigned yet, so the message must not claim it is.
+    assert "can only be set together with an increase of status.attempt" in message
+    assert "already assigned" not in message
 
 
 def test_assigned_needs_a_worker(custom_objects: CustomObjectsApi, namespace: str) -> None:
@@ -169,6 +193,7 @@ def test_spec_is_immutable_after_creation(
     create_build(custom_objects, namespace)
     message = rejected(patch_spec, custom_objects, namespace, "b", {field: value})
     assert f"spec.{field} is immutable after creation" in message
+    assert f'"field":"spec.{field}"' in message, "the error must point at the field, not at spec"
 
 
 def test_cancel_and_ttl_stay_mutable(custom_objects: CustomObjectsApi, namespace: str) -> None:

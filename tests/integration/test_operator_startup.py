@@ -4,14 +4,13 @@ Each case runs the real command in a subprocess and checks its exit code and its
 wrong setting, 1 for a cluster that cannot be reached or used; never a traceback.
 """
 
-import base64
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 import yaml
@@ -20,13 +19,18 @@ from kubernetes import client
 from buildfarm.dev.binaries import BinaryNotFoundError
 from buildfarm.dev.controlplane import ControlPlane
 from buildfarm.kube.preflight import PreflightError, preflight
+from tests.support.farm import wait_for
+from tests.support.identities import service_account, write_kubeconfig
+from tests.support.operators import operator_process
 from tests.support.stallproxy import StallProxy
 
 # Generous: a refusal takes about a second; only a hung command gets near it.
 COMMAND_TIMEOUT: Final = 60
 API_TIMEOUT: Final = 10
 # Short, so the stalled-server cases wait little; a responsive local API server answers far sooner.
-STALL_REQUEST_TIMEOUT: Final = 1
+# Different, so that a message naming the wrong limit fails the test.
+STALL_CONNECT_TIMEOUT: Final = 1
+STALL_REQUEST_TIMEOUT: Final = 2
 SECRET_THAT_MUST_NOT_LEAK: Final = "do-not-print-me"
 
 
@@ -61,22 +65,6 @@ def unused_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def write_kubeconfig(path: Path, server: str, user: dict[str, Any], ca_data: str | None = None) -> Path:
-    cluster: dict[str, Any] = {"server": server}
-    if ca_data is not None:
-        cluster["certificate-authority-data"] = ca_data
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": cluster}],
-        "users": [{"name": "test", "user": user}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
-        "current-context": "test",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def with_server(kubeconfig: Path, server: str, out: Path) -> Path:
@@ -119,6 +107,13 @@ def with_server(kubeconfig: Path, server: str, out: Path) -> Path:
             "--namespace and --all-namespaces exclude each other: use one",
             id="namespace-and-all-namespaces",
         ),
+        pytest.param(
+            {"BUILDFARM_REQEST_TIMEOUT": "3"},
+            [],
+            "BUILDFARM_REQEST_TIMEOUT is not a setting of the operator; "
+            "did you mean BUILDFARM_REQUEST_TIMEOUT?",
+            id="misspelled-variable",
+        ),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(
@@ -140,6 +135,57 @@ def test_missing_kubeconfig(tmp_path: Path) -> None:
     assert one_line(result) == f"no kubeconfig found at {missing}: set KUBECONFIG or --kubeconfig"
 
 
+def test_other_programs_variables_do_not_stop_the_operator(tmp_path: Path) -> None:
+    """The agent's, the tests' and the dev tooling's variables pass; the next problem is the kubeconfig."""
+    missing = tmp_path / "nowhere" / "kubeconfig"
+    foreign = {
+        "BUILDFARM_AGENT_NAME": "mac-mini-1",
+        "BUILDFARM_TEST_ROUNDS": "3",
+        "BUILDFARM_ETCD": "/usr/bin/etcd",
+        "BUILDFARM_KUBE_APISERVER": "/usr/bin/kube-apiserver",
+        "BUILDFARM_KUBECTL": "/usr/bin/kubectl",
+        "BUILDFARM_CACHE_DIR": str(tmp_path),
+    }
+    result = run_operator(tmp_path, "--kubeconfig", str(missing), **foreign)
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == f"no kubeconfig found at {missing}: set KUBECONFIG or --kubeconfig"
+
+
+@pytest.mark.parametrize(
+    ("how", "want_source"),
+    [
+        pytest.param("flag", "--kubeconfig", id="flag"),
+        pytest.param("setting", "BUILDFARM_KUBECONFIG", id="setting"),
+        pytest.param("kubeconfig-variable", "KUBECONFIG", id="kubeconfig-variable"),
+    ],
+)
+def test_kubeconfig_that_is_a_directory_is_named_so(tmp_path: Path, how: str, want_source: str) -> None:
+    directory = tmp_path / "kube"
+    directory.mkdir()
+    args = ["--kubeconfig", str(directory)] if how == "flag" else []
+    env = {"flag": {}, "setting": {"BUILDFARM_KUBECONFIG": str(directory)}}.get(
+        how, {"KUBECONFIG": str(directory)}
+    )
+    result = run_operator(tmp_path, *args, **env)
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == (
+        f"the kubeconfig {directory} ({want_source}) is a directory, not a file: "
+        f"point {want_source} at a kubeconfig file"
+    )
+
+
+def test_kubeconfig_directory_holding_a_config_suggests_it(tmp_path: Path) -> None:
+    directory = tmp_path / ".kube"
+    directory.mkdir()
+    (directory / "config").write_text("apiVersion: v1\nkind: Config\n")
+    result = run_operator(tmp_path, "--kubeconfig", str(directory))
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == (
+        f"the kubeconfig {directory} (--kubeconfig) is a directory, not a file: "
+        f"did you mean {directory / 'config'}?"
+    )
+
+
 def test_closed_port_cannot_reach(tmp_path: Path) -> None:
     server = f"https://127.0.0.1:{unused_loopback_port()}"
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server, {"token": "not-used"})
@@ -151,18 +197,25 @@ def test_closed_port_cannot_reach(tmp_path: Path) -> None:
     )
 
 
-def test_stalled_server_times_out(tmp_path: Path) -> None:
-    # A stalled proxy accepts the connection and then says nothing, like a hung server or a dead link.
+def test_stalled_server_names_the_connect_timeout(tmp_path: Path) -> None:
+    """A server that accepts the connection and then says nothing fails the TLS handshake, which the
+    connect timeout bounds: the message gives that limit, not the (longer) request timeout."""
     with StallProxy("127.0.0.1", unused_loopback_port()) as proxy:
         proxy.stall()
         server = f"https://127.0.0.1:{proxy.port}"
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server, {"token": "not-used"})
         result = run_operator(
-            tmp_path, "--kubeconfig", str(kubeconfig), "--request-timeout", str(STALL_REQUEST_TIMEOUT)
+            tmp_path,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--request-timeout",
+            str(STALL_REQUEST_TIMEOUT),
+            BUILDFARM_CONNECT_TIMEOUT=str(STALL_CONNECT_TIMEOUT),
         )
     assert result.returncode == 1, result.stderr
     assert one_line(result) == (
-        f"cannot reach the Kubernetes API server at {server}: timed out after {STALL_REQUEST_TIMEOUT}s; "
+        f"cannot reach the Kubernetes API server at {server}: "
+        f"timed out connecting after {STALL_CONNECT_TIMEOUT}s (BUILDFARM_CONNECT_TIMEOUT); "
         "check KUBECONFIG and that the cluster is running"
     )
 
@@ -189,48 +242,39 @@ def test_crds_not_installed(tmp_path: Path, bare_control_plane: ControlPlane) ->
     )
 
 
-@pytest.fixture
-def service_account_kubeconfig(
-    tmp_path: Path, kubeconfig: str, core_v1: client.CoreV1Api, namespace: str
-) -> tuple[Path, str]:
-    """A kubeconfig for a fresh ServiceAccount that no RBAC rule grants anything, and its user name."""
-    name = "no-rights"
-    core_v1.create_namespaced_service_account(
-        namespace,
-        client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)),
-        _request_timeout=API_TIMEOUT,
-    )
-    token = core_v1.create_namespaced_service_account_token(
-        name,
-        namespace,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
-        ),
-        _request_timeout=API_TIMEOUT,
-    )
-    assert token.status is not None, "the API server issued no token"
-    admin = yaml.safe_load(Path(kubeconfig).read_text())
-    cluster = admin["clusters"][0]["cluster"]
-    path = write_kubeconfig(
-        tmp_path / "sa-kubeconfig",
-        cluster["server"],
-        {"token": token.status.token},
-        ca_data=cluster.get("certificate-authority-data")
-        or base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode(),
-    )
-    return path, f"system:serviceaccount:{namespace}:{name}"
-
-
-def test_credentials_without_rbac_are_forbidden(
-    tmp_path: Path, service_account_kubeconfig: tuple[Path, str]
+def test_credentials_without_rbac_name_every_missing_permission(
+    tmp_path: Path, api_client: client.ApiClient, kubeconfig: str, namespace: str
 ) -> None:
-    path, user = service_account_kubeconfig
-    result = run_operator(tmp_path, "--kubeconfig", str(path))
+    identity = service_account(api_client, Path(kubeconfig), namespace, "no-rights", tmp_path)
+    result = run_operator(tmp_path, "--kubeconfig", str(identity.kubeconfig))
     assert result.returncode == 1, result.stderr
-    line = one_line(result)
-    assert line.startswith(
-        f"listing customresourcedefinitions is forbidden for {user}: grant the operator get/list/watch/patch"
+    # Not peering rights: kopf's peering CRDs are not installed here, so kopf would not peer.
+    assert one_line(result) == (
+        f"{identity.user} may not get/list/watch/patch builds.buildfarm.dev in all namespaces, "
+        "patch builds.buildfarm.dev/status in all namespaces, get/list/watch workers.buildfarm.dev, "
+        "patch workers.buildfarm.dev/status, get secrets in all namespaces, "
+        "create events.events.k8s.io in all namespaces, "
+        "list/watch customresourcedefinitions.apiextensions.k8s.io: grant this to the operator's "
+        "credentials (RBAC: a ClusterRole, or a Role per served namespace, and a binding)"
     )
+
+
+def test_namespace_that_does_not_exist_is_a_warning(tmp_path: Path, kubeconfig: str, namespace: str) -> None:
+    """The operator starts anyway (the namespace may be created later) and says so once, in its log."""
+    absent = f"{namespace}-absent"
+    log = tmp_path / "operator.log"
+    want = (
+        f"namespace {absent} does not exist: the operator serves it once created; "
+        "check --namespace / BUILDFARM_NAMESPACES for a typo"
+    )
+    with operator_process(kubeconfig, log, "-n", namespace, "-n", absent) as proc:
+        wait_for(
+            "the warning in the operator's log", lambda: want in log.read_text(), timeout=COMMAND_TIMEOUT
+        )
+        assert proc.poll() is None, log.read_text()
+    lines = [line for line in log.read_text().splitlines() if want in line]
+    assert len(lines) == 1, lines
+    assert "WARNING" in lines[0]
 
 
 def test_preflight_passes_on_a_ready_cluster(api_client: client.ApiClient, namespace: str) -> None:
@@ -238,25 +282,41 @@ def test_preflight_passes_on_a_ready_cluster(api_client: client.ApiClient, names
     preflight(api_client, (API_TIMEOUT, API_TIMEOUT), namespaces=[namespace])
 
 
-def test_preflight_times_out_while_the_server_stalls_and_passes_after(
+def test_preflight_names_the_limit_that_fired_while_the_server_stalls_and_passes_after(
     tmp_path: Path, kubeconfig: str, control_plane: ControlPlane | None
 ) -> None:
     if control_plane is None:
         pytest.skip("puts a proxy in front of the local control plane")
-    from buildfarm.kube.client import make_api_client
+    from buildfarm.kube.client import make_api_client, request_timeout
     from buildfarm.settings import load_settings
 
     port = int(control_plane.server.rsplit(":", 1)[1])
     with StallProxy("127.0.0.1", port) as proxy:
-        proxied = with_server(Path(kubeconfig), f"https://127.0.0.1:{proxy.port}", tmp_path / "proxied")
-        settings = load_settings(kubeconfig=proxied, request_timeout=STALL_REQUEST_TIMEOUT)
-        timeout = (settings.connect_timeout, settings.request_timeout)
+        server = f"https://127.0.0.1:{proxy.port}"
+        proxied = with_server(Path(kubeconfig), server, tmp_path / "proxied")
+        settings = load_settings(
+            kubeconfig=proxied, connect_timeout=STALL_CONNECT_TIMEOUT, request_timeout=STALL_REQUEST_TIMEOUT
+        )
+        timeout = request_timeout(settings)
         with make_api_client(settings) as api_client:
-            preflight(api_client, timeout)
+            preflight(api_client, timeout)  # Leaves open connections in the client's pool.
 
             proxy.stall()
-            with pytest.raises(PreflightError, match=rf"timed out after {STALL_REQUEST_TIMEOUT}s"):
+            # A pooled connection is already set up: the request goes out and no answer comes back.
+            with pytest.raises(PreflightError) as stalled:
                 preflight(api_client, timeout)
+            assert str(stalled.value) == (
+                f"reading the server version failed: the Kubernetes API server at {server} gave no answer "
+                f"within {STALL_REQUEST_TIMEOUT}s (BUILDFARM_REQUEST_TIMEOUT); check the server's health "
+                "(`kubectl get --raw /readyz`) or raise BUILDFARM_REQUEST_TIMEOUT"
+            )
+            # A new connection cannot finish its TLS handshake, which the connect timeout bounds.
+            with make_api_client(settings) as fresh, pytest.raises(PreflightError) as connecting:
+                preflight(fresh, timeout, timeout_names=("--connect", "--request"))
+            assert str(connecting.value) == (
+                f"cannot reach the Kubernetes API server at {server}: timed out connecting after "
+                f"{STALL_CONNECT_TIMEOUT}s (--connect); check KUBECONFIG and that the cluster is running"
+            )
 
             proxy.resume()
             preflight(api_client, timeout)

@@ -4,10 +4,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from kubernetes.client import CoreV1Api, CustomObjectsApi
+from kubernetes.client import (
+    CoordinationV1Api,
+    CoreV1Api,
+    CustomObjectsApi,
+    V1Lease,
+    V1LeaseSpec,
+    V1Namespace,
+    V1ObjectMeta,
+)
 from kubernetes.client.exceptions import ApiException
 
 from buildfarm import constants as c
@@ -15,6 +23,7 @@ from buildfarm.api.builds import Build
 from buildfarm.api.workers import Worker
 
 TIMEOUT = 10
+FARM_NAMESPACE = "buildfarm-system"  # the operator's default BUILDFARM_FARM_NAMESPACE
 T = TypeVar("T")
 
 
@@ -63,6 +72,9 @@ class Farm:
         return full
 
     def set_ready(self, worker: str, ready: bool) -> None:
+        """Stand in for the worker's agent: a heartbeat Lease the operator reads (fresh for an hour, or
+        expired), and the Ready condition the operator would write from it, for tests without one."""
+        self.heartbeat(worker, renewed=datetime.now(UTC) - (timedelta(0) if ready else timedelta(hours=2)))
         condition = {
             "type": "Ready",
             "status": "True" if ready else "False",
@@ -78,6 +90,30 @@ class Farm:
             {"status": {"conditions": [condition]}},
             _request_timeout=TIMEOUT,
         )
+
+    def heartbeat(
+        self, worker: str, *, renewed: datetime, duration: int = 3600, holder: str | None = None
+    ) -> None:
+        """Write the worker's Lease in the farm namespace as its agent would (renewTime = `renewed`)."""
+        coordination = CoordinationV1Api(self.api.api_client)
+        # The client writes a MicroTime with isoformat(), which drops a zero fraction that the API server
+        # then cannot parse: never send one.
+        renewed = renewed.replace(microsecond=renewed.microsecond or 1)
+        ensure_namespace(CoreV1Api(self.api.api_client), FARM_NAMESPACE)
+        body = V1Lease(
+            metadata=V1ObjectMeta(name=worker, namespace=FARM_NAMESPACE),
+            spec=V1LeaseSpec(
+                holder_identity=worker if holder is None else holder,
+                lease_duration_seconds=duration,
+                renew_time=renewed,
+            ),
+        )
+        try:
+            coordination.patch_namespaced_lease(worker, FARM_NAMESPACE, body, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            coordination.create_namespaced_lease(FARM_NAMESPACE, body, _request_timeout=TIMEOUT)
 
     def patch_worker(self, worker: str, spec: dict[str, Any]) -> None:
         self.api.patch_cluster_custom_object(
@@ -132,6 +168,14 @@ class Farm:
                 self.delete_worker(worker)
             except ApiException:
                 self.workers.remove(worker)
+
+
+def ensure_namespace(core: CoreV1Api, name: str) -> None:
+    try:
+        core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)), _request_timeout=TIMEOUT)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 def events_for(core: CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:

@@ -28,3 +28,24 @@ def test_a_worker_reported_gone_is_not_planned_on() -> None:
     store.observe_worker(worker("w"))
     store.forget_worker("w")
     assert store.snapshot(T0).workers == []
+
+
+def test_an_older_copy_does_not_undo_a_newer_one() -> None:
+    store = Store()
+    newer = build("b", phase="Assigned", worker="w", attempt=1).model_copy(
+        update={"metadata": {**build("b").metadata, "resourceVersion": "20"}}
+    )
+    older = build("b").model_copy(update={"metadata": {**build("b").metadata, "resourceVersion": "10"}})
+    store.observe_build(newer)
+    store.merge_listing([older], [])  # e.g. a LIST answered before the watch event was applied
+    assert [b.status.phase for b in store.snapshot(T0).builds] == ["Assigned"]
+    assert store.synced
+
+
+def test_a_build_a_read_found_gone_is_forgotten_and_its_uid_remembered() -> None:
+    store = Store()
+    b = build("b")
+    store.observe_build(b)
+    store.forget_build(b.namespace, b.name, b.uid)
+    snapshot = store.snapshot(T0)
+    assert (snapshot.builds, snapshot.deleted) == ([], {b.uid})

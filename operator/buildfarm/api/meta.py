@@ -2,14 +2,17 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from buildfarm.api import formats
+
 # Bounds keep CEL rules within the API server's cost budget and objects well under etcd's size limit.
 NAME_MAX = 253
 LABEL_VALUE_MAX = 63
+LABEL_KEY_MAX = 317  # a DNS-subdomain prefix (253), '/', and a name (63)
 SELECTOR_MAX_ITEMS = 20
 
 
@@ -74,11 +77,42 @@ CONDITIONS_FIELD: Any = Field(
 )
 
 
-LabelValue = Annotated[str, Field(max_length=LABEL_VALUE_MAX)]
+LabelValue = Annotated[
+    str,
+    Field(
+        max_length=LABEL_VALUE_MAX,
+        json_schema_extra=formats.validations(formats.LABEL_VALUE.rule("a selector value")),
+    ),
+]
+
+# Each rule names the selector part it checks; the API server prefixes the path of the offending element.
+_OPERATOR_VALUES_RULES: Final = (
+    {
+        "rule": "!(self.operator in ['In', 'NotIn']) || (has(self.values) && size(self.values) > 0)",
+        "message": "values must list at least one value when operator is In or NotIn",
+        "reason": "FieldValueRequired",
+        "fieldPath": ".values",
+    },
+    {
+        "rule": "!(self.operator in ['Exists', 'DoesNotExist']) "
+        "|| !has(self.values) || size(self.values) == 0",
+        "message": "values must be empty when operator is Exists or DoesNotExist",
+        "reason": "FieldValueForbidden",
+        "fieldPath": ".values",
+    },
+)
 
 
 class LabelSelectorRequirement(ApiModel):
-    key: str = Field(description="The label key the requirement applies to.", max_length=317)
+    """One set-based requirement, validated as Kubernetes validates a LabelSelectorRequirement."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": formats.validations(*_OPERATOR_VALUES_RULES)}
+
+    key: str = Field(
+        description="The label key the requirement applies to.",
+        max_length=LABEL_KEY_MAX,
+        json_schema_extra=formats.validations(formats.LABEL_KEY.rule("key")),
+    )
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
         description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
     )
@@ -95,7 +129,15 @@ class LabelSelector(ApiModel):
     match_labels: dict[str, LabelValue] = Field(
         default_factory=dict,
         description="Labels a Worker must carry with exactly these values.",
-        json_schema_extra={"maxProperties": SELECTOR_MAX_ITEMS},
+        json_schema_extra={
+            "maxProperties": SELECTOR_MAX_ITEMS,
+            **formats.validations(
+                {
+                    "rule": f"self.all(k, {formats.LABEL_KEY.cel('k')})",
+                    "message": f"every key of matchLabels must be {formats.LABEL_KEY.means}",
+                }
+            ),
+        },
     )
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list,

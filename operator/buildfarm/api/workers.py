@@ -1,11 +1,20 @@
 """The Worker resource (cluster-scoped, the analogue of a Node): one build machine and its agent."""
 
 from datetime import datetime
-from typing import Final
+from typing import Annotated, Final
 
 from pydantic import Field
 
-from buildfarm.api.meta import CONDITIONS_FIELD, ApiModel, Condition, ConditionStatus, Platform, Resource
+from buildfarm.api import formats
+from buildfarm.api.meta import (
+    CONDITIONS_FIELD,
+    NAME_MAX,
+    ApiModel,
+    Condition,
+    ConditionStatus,
+    Platform,
+    Resource,
+)
 
 READY: Final = "Ready"
 
@@ -30,7 +39,7 @@ class WorkerCapabilities(ApiModel):
 
     os_version: str = Field(default="", max_length=128, description="Operating system and version.")
     architecture: str = Field(default="", max_length=32, description="CPU architecture, e.g. arm64.")
-    xcode_versions: list[str] = Field(
+    xcode_versions: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=16, description="Installed Xcode versions, e.g. 16.2."
     )
     cpu_cores: int | None = Field(default=None, ge=0, description="Number of CPU cores.")
@@ -39,15 +48,26 @@ class WorkerCapabilities(ApiModel):
     agent_version: str = Field(default="", max_length=64, description="Version of the buildfarm agent.")
 
 
+# Worker names are checked with OpenAPI patterns, not CEL: a CRD without any CEL rule is spared the API
+# server's "<nil>: ... some validation rules were not checked" line under every enum, required or
+# too-long error.
 class Reservation(ApiModel):
     """A slot of this worker held for one attempt of one build (see docs/assignment-protocol.md)."""
 
-    namespace: str = Field(description="Namespace of the build.", max_length=63)
-    name: str = Field(description="Name of the build.", max_length=253)
+    namespace: str = Field(
+        description="Namespace of the build.",
+        max_length=63,
+        json_schema_extra={"pattern": formats.DNS_LABEL.regex},
+    )
+    name: str = Field(
+        description="Name of the build.",
+        max_length=NAME_MAX,
+        json_schema_extra={"pattern": formats.DNS_SUBDOMAIN.regex},
+    )
     uid: str = Field(
         max_length=64, description="UID of the build, so a re-created build of the same name is not confused."
     )
-    attempt: int = Field(ge=1, description="The attempt number the slot is held for.")
+    attempt: int = Field(ge=1, le=100, description="The attempt number the slot is held for.")
     reserved_at: datetime = Field(description="When the slot was reserved.")
 
     def key(self) -> tuple[str, str, str]:

@@ -17,7 +17,7 @@ from buildfarm.agent.settings import ENV_PREFIX, AgentSettings
 from buildfarm.cli.errors import StartupError, settings_from
 from buildfarm.errors import BuildfarmError
 from buildfarm.kube import client as kube_client
-from buildfarm.kube.preflight import PreflightError, preflight
+from buildfarm.kube.preflight import PreflightError, preflight_agent
 from buildfarm.settings import env_var
 
 _FLAGS: Final = {
@@ -120,14 +120,16 @@ def agent_command(
     settings = settings_from(AgentSettings, flags, _FLAGS)
 
     warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    source = _FLAGS["kubeconfig"] if kubeconfig is not None else _env("kubeconfig")
     try:
-        api_client = kube_client.make_api_client(settings)
-        lease_client = kube_client.make_api_client(settings)
+        api_client = kube_client.make_api_client(settings, kubeconfig_source=source)
+        lease_client = kube_client.make_api_client(settings, kubeconfig_source=source)
     except kube_client.KubeConfigError as error:
         raise StartupError(str(error)) from None
     with api_client, lease_client:
+        timeout_names = (_env("connect_timeout"), _env("request_timeout"))
         try:
-            preflight(api_client, kube_client.request_timeout(settings))
+            preflight_agent(api_client, kube_client.request_timeout(settings), timeout_names=timeout_names)
         except PreflightError as error:
             raise StartupError(str(error)) from None
 

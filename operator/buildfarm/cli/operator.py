@@ -5,6 +5,7 @@ found before the operator starts is one line on stderr: exit code 2 for a wrong 
 a cluster that cannot be reached or used.
 """
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Final
@@ -28,10 +29,16 @@ _FLAGS: Final = {
 }
 
 
+def _named(field: str, given: dict[str, Any]) -> str:
+    """How a message names a setting: by its flag if the flag set it, else by its environment variable."""
+    return _FLAGS[field] if field in given and field in _FLAGS else env_var(field)
+
+
 @click.command("operator")
 @click.option(
     "--kubeconfig",
-    type=click.Path(dir_okay=False, path_type=Path),
+    # Not dir_okay=False: click's refusal spans three lines; the client names a directory in one.
+    type=click.Path(path_type=Path),
     help=f"The kubeconfig file. [env: {env_var('kubeconfig')}; default: $KUBECONFIG, the pod's service "
     "account in a cluster, ~/.kube/config]",
 )
@@ -78,8 +85,9 @@ def operator_command(
 ) -> None:
     """Run the operator: assign Builds to Workers until stopped (Ctrl-C or SIGTERM).
 
-    Before it starts, it checks the settings, that the API server answers, that the buildfarm CRDs are
-    installed, and that its credentials may read Builds and Workers.
+    Before it starts, it checks the settings (an unknown BUILDFARM_* variable is an error), that the API
+    server answers, that its credentials have every permission it needs, and that the buildfarm CRDs are
+    installed.
     """
     if namespaces and all_namespaces:
         raise BadSettingsError("--namespace and --all-namespaces exclude each other: use one")
@@ -92,17 +100,27 @@ def operator_command(
         "request_timeout": request_timeout,
         "handler_timeout": handler_timeout,
     }
+    given = {name: value for name, value in flags.items() if value is not None}
     settings = settings_from(OperatorSettings, flags, _FLAGS)
 
     # A kubeconfig with insecure-skip-tls-verify asked for it; urllib3 would warn on every single call.
     warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     try:
-        api_client = kube_client.make_api_client(settings)
+        api_client = kube_client.make_api_client(
+            settings, kubeconfig_source="--kubeconfig" if "kubeconfig" in given else None
+        )
     except kube_client.KubeConfigError as error:
         raise StartupError(str(error)) from None
     with api_client:
         try:
-            preflight(api_client, kube_client.request_timeout(settings), settings.namespaces)
+            cautions = preflight(
+                api_client,
+                kube_client.request_timeout(settings),
+                settings.namespaces,
+                standalone=settings.standalone,
+                farm_namespace=settings.farm_namespace,
+                timeout_names=(_named("connect_timeout", given), _named("request_timeout", given)),
+            )
         except PreflightError as error:
             raise StartupError(str(error)) from None
 
@@ -110,4 +128,7 @@ def operator_command(
         from buildfarm.operator.runner import run
 
         configure_logging(verbose=verbose)
+        for caution in cautions:
+            # Logged, not printed: it belongs with the operator's log, where it is looked for later.
+            logging.getLogger("buildfarm.startup").warning(caution)
         run(settings, api_client)

@@ -2,20 +2,10 @@
 
 from typing import Final
 
-from buildfarm.api.builds import TERMINAL_PHASES, BuildPhase
+from buildfarm.api.builds import PHASE_TRANSITIONS, TERMINAL_PHASES, BuildPhase
 
-P = BuildPhase
-
-# Retries after an infrastructure failure go back to Pending (a new attempt is then assigned).
-ALLOWED: Final[dict[BuildPhase | None, frozenset[BuildPhase]]] = {
-    None: frozenset({P.PENDING, P.FAILED, P.CANCELLED}),
-    P.PENDING: frozenset({P.ASSIGNED, P.FAILED, P.CANCELLED}),
-    P.ASSIGNED: frozenset({P.RUNNING, P.PENDING, P.SUCCEEDED, P.FAILED, P.CANCELLED}),
-    P.RUNNING: frozenset({P.PENDING, P.SUCCEEDED, P.FAILED, P.CANCELLED}),
-    P.SUCCEEDED: frozenset(),
-    P.FAILED: frozenset(),
-    P.CANCELLED: frozenset(),
-}
+# The graph lives in the API layer, which also generates the API server's CEL rules from it.
+ALLOWED: Final = PHASE_TRANSITIONS
 
 
 def can_transition(current: BuildPhase | None, target: BuildPhase) -> bool:

@@ -1,28 +1,27 @@
 """Worker slot reservations: which are still held, and which can safely be released.
 
 A reservation (build, attempt N) on worker W is written before the build is assigned to W at attempt N.
-It may be released only once the build's observed state proves that attempt N can never again be on W:
-attempt and workerName only move forward (CEL rules), and terminal phases are final, so a state seen in a
-stale cache can only under-report staleness, never over-report it. See docs/assignment-protocol.md.
+It may be released only on evidence from the API server that attempt N can never again be on W: the build
+read back (from a watch or a GET) at a later attempt, on another worker, requeued or final; or its absence
+confirmed (a watch DELETED event, or a GET that answers 404 or another uid). attempt and workerName only
+move forward (CEL rules) and final phases are final, so a build state seen in a stale cache can only
+under-report staleness, never over-report it. Never age: a build that is merely not in the cache (yet) may
+be assigned and running, so its slot counts until a read settles it. See docs/assignment-protocol.md.
 """
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from enum import Enum
-from typing import Final
 
-from buildfarm.api.builds import ACTIVE_PHASES, Build, BuildPhase
+from buildfarm.api.builds import Build, BuildPhase
 from buildfarm.api.workers import Reservation
 from buildfarm.domain.phases import is_terminal
-
-# How long a reservation for a build this operator has never seen is kept, to cover watch lag.
-UNSEEN_BUILD_GRACE: Final = timedelta(minutes=5)
 
 
 class SlotState(Enum):
     HELD = "held"  # the build runs (or is assigned) on the worker at this attempt
     IN_FLIGHT = "in-flight"  # reserved, the build write has not landed (yet): may be rolled forward
+    UNCONFIRMED = "unconfirmed"  # the build is not in view: the slot counts until a read settles it
     STALE = "stale"  # can never become held again: release it
 
 
@@ -38,17 +37,15 @@ def slot_state(
     build: Build | None,
     *,
     watched: bool,
-    now: datetime,
     deleted: Collection[str] = (),
 ) -> SlotState:
-    """`deleted` holds the uids of builds the watch saw deleted: a deletion is final, so their slots go
-    at once rather than after the grace period for builds never seen."""
+    """`build` is the one of the reservation's namespace/name in view, if any; `deleted` holds the uids the
+    API server reported gone (watch DELETED events, or reads). A namespace this operator does not watch is
+    another operator's business: its reservations always count."""
     if build is None:
         if reservation.uid in deleted:
             return SlotState.STALE
-        if not watched or now - reservation.reserved_at < UNSEEN_BUILD_GRACE:
-            return SlotState.IN_FLIGHT
-        return SlotState.STALE
+        return SlotState.UNCONFIRMED if watched else SlotState.IN_FLIGHT
     status = build.status
     if build.uid != reservation.uid or is_terminal(status.phase) or status.attempt > reservation.attempt:
         return SlotState.STALE
@@ -67,7 +64,3 @@ def can_roll_forward(reservation: Reservation, build: Build) -> bool:
         and status.attempt == reservation.attempt - 1
         and not build.spec.cancel
     )
-
-
-def is_active_on(build: Build, worker: str) -> bool:
-    return build.status.phase in ACTIVE_PHASES and build.status.worker_name == worker

@@ -5,16 +5,19 @@ Order: priority (higher first), then creation time (FIFO), then namespace/name f
 A worker can take a build when it is Ready, not cordoned, lists the build's platform, matches the build's
 workerSelector and has a free slot. Among those, the most specialised worker wins (so Macs stay free for
 iOS), then the emptiest one. Nothing here does I/O; the operator acts on the Plan.
+
+The snapshot must be complete (every Build and Worker the operator serves, e.g. after an initial LIST):
+a plan made from part of the cluster could count a busy worker as free.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 
-from buildfarm.api.builds import ACTIVE_PHASES, Build, BuildPhase
-from buildfarm.api.workers import Reservation, Worker
+from buildfarm.api.builds import ACTIVE_PHASES, TERMINAL_PHASES, Build, BuildPhase
+from buildfarm.api.workers import READY, Reservation, Worker
 from buildfarm.domain import selectors
 from buildfarm.domain.reservations import BuildRef, SlotState, can_roll_forward, slot_state
 
@@ -33,8 +36,15 @@ class Snapshot:
     # The namespaces this operator watches; None means all. Reservations for builds outside them are
     # never judged stale, since this operator cannot see those builds.
     namespaces: frozenset[str] | None = None
-    # UIDs of builds the watch saw deleted (recently): their reservations are released at once.
+    # UIDs of builds the API server reported gone (watch DELETED events, or a read that found nothing):
+    # their reservations are released at once.
     deleted: frozenset[str] = frozenset()
+    # How long a worker stays not Ready before its builds are requeued; None while the operator is in
+    # its startup grace (it has not watched heartbeats long enough to judge a worker lost).
+    requeue_delay: timedelta | None = None
+    # How long past spec.timeoutSeconds the operator waits for an agent to finish a build before it
+    # fails the build itself (the backstop of the agent's own deadline).
+    deadline_grace: timedelta = timedelta(minutes=5)
 
     def watched(self, namespace: str) -> bool:
         return self.namespaces is None or namespace in self.namespaces
@@ -73,8 +83,9 @@ class WorkerView:
     """A worker as the scheduler sees it: which reservations still count, and which can go."""
 
     worker: Worker
-    live: tuple[Reservation, ...]
+    live: tuple[Reservation, ...]  # held, in flight or unconfirmed: each takes a slot
     stale: tuple[Reservation, ...]
+    unconfirmed: tuple[Reservation, ...]  # live only until a read says whether the build still exists
     load: int
     schedulable: bool  # Ready and not cordoned
 
@@ -89,6 +100,18 @@ class Plan:
     waiting: list[Waiting] = field(default_factory=list)
     cancellations: list[Build] = field(default_factory=list)
     workers: dict[str, WorkerView] = field(default_factory=dict)
+    # Builds not admitted yet (no phase). Each keeps its place in the queue, so a slot it would get is not
+    # given to a later build meanwhile (FIFO while admissions are in flight, e.g. at start-up).
+    unadmitted: list[Build] = field(default_factory=list)
+    # Assigned or Running builds whose worker is not in the snapshot: the operator confirms with a read
+    # that the worker is gone, then requeues them.
+    orphans: list[Build] = field(default_factory=list)
+    # Assigned or Running builds on a worker that has not been Ready for requeue_delay: requeued.
+    lost: list[Build] = field(default_factory=list)
+    # Assigned or Running builds past spec.timeoutSeconds plus the deadline grace: failed.
+    overdue: list[Build] = field(default_factory=list)
+    # Finished builds past spec.ttlSecondsAfterFinished: deleted.
+    expired: list[Build] = field(default_factory=list)
 
 
 def queue_order(build: Build) -> tuple[int, str, datetime, str, str]:
@@ -103,23 +126,39 @@ def view_worker(worker: Worker, snapshot: Snapshot) -> WorkerView:
     by_ref = snapshot.builds_by_ref
     live: list[Reservation] = []
     stale: list[Reservation] = []
+    unconfirmed: list[Reservation] = []
     for res in worker.status.reservations:
         build = by_ref.get(BuildRef(res.namespace, res.name))
         state = slot_state(
-            res,
-            worker.name,
-            build,
-            watched=snapshot.watched(res.namespace),
-            now=snapshot.now,
-            deleted=snapshot.deleted,
+            res, worker.name, build, watched=snapshot.watched(res.namespace), deleted=snapshot.deleted
         )
         (stale if state is SlotState.STALE else live).append(res)
+        if state is SlotState.UNCONFIRMED:
+            unconfirmed.append(res)
     reserved = {(r.namespace, r.name) for r in live}
     unreserved_active = sum(
         1 for b in snapshot.active_by_worker.get(worker.name, ()) if (b.namespace, b.name) not in reserved
     )
     schedulable = worker.ready and not worker.spec.unschedulable
-    return WorkerView(worker, tuple(live), tuple(stale), len(live) + unreserved_active, schedulable)
+    return WorkerView(
+        worker, tuple(live), tuple(stale), tuple(unconfirmed), len(live) + unreserved_active, schedulable
+    )
+
+
+def finished_here(view: WorkerView, snapshot: Snapshot) -> tuple[int, int]:
+    """(succeeded, failed): the stale reservations of the view whose build finished on this worker at
+    that attempt. Counted in the same conditional write that releases them, so each counts once."""
+    succeeded = failed = 0
+    for res in view.stale:
+        build = snapshot.builds_by_ref.get(BuildRef(res.namespace, res.name))
+        if build is None or build.uid != res.uid:
+            continue
+        status = build.status
+        if (status.worker_name, status.attempt) != (view.worker.name, res.attempt):
+            continue
+        succeeded += status.phase == BuildPhase.SUCCEEDED
+        failed += status.phase == BuildPhase.FAILED
+    return succeeded, failed
 
 
 def eligible(worker: Worker, build: Build) -> bool:
@@ -134,7 +173,8 @@ def schedule(snapshot: Snapshot) -> Plan:
     views = {w.name: view_worker(w, snapshot) for w in snapshot.workers}
     plan = Plan(workers=views)
     free = {name: view.free for name, view in views.items()}
-    pending = sorted((b for b in builds if b.status.phase == BuildPhase.PENDING), key=queue_order)
+    queue = sorted((b for b in builds if b.status.phase in (None, BuildPhase.PENDING)), key=queue_order)
+    _sort_active(plan, builds, snapshot, views)
 
     held_for: dict[BuildRef, list[tuple[WorkerView, Reservation]]] = {}
     for view in views.values():
@@ -143,9 +183,13 @@ def schedule(snapshot: Snapshot) -> Plan:
     # Builds asking for the same platform and labels fit the same workers: match each demand once, and
     # keep only the workers still open for it (free slots only go down during a cycle).
     fitting: dict[str, _Fit] = {}
-    for build in pending:
+    for build in queue:
+        admitted = build.status.phase is not None
+        if not admitted:
+            plan.unadmitted.append(build)
         if build.spec.cancel:
-            plan.cancellations.append(build)
+            if admitted:
+                plan.cancellations.append(build)
             continue
         demand = _demand(build)
         if demand not in fitting:
@@ -160,11 +204,70 @@ def schedule(snapshot: Snapshot) -> Plan:
         fit.open = [v for v in fit.open if free[v.worker.name] > 0]
         if fit.open:
             best = min(fit.open, key=lambda v: _preference(v, free[v.worker.name]))
-            free[best.worker.name] -= 1
-            plan.assignments.append(Assignment(build, best.worker.name, resumed_attempt(build), False))
+            free[best.worker.name] -= 1  # an unadmitted build holds its slot until it is admitted
+            if admitted:
+                plan.assignments.append(Assignment(build, best.worker.name, resumed_attempt(build), False))
             continue
-        plan.waiting.append(_why_waiting(build, fit.fits, fit.ready))
+        if admitted:
+            plan.waiting.append(_why_waiting(build, fit.fits, fit.ready))
     return plan
+
+
+def admission_overdue(build: Build, now: datetime, grace: timedelta) -> bool:
+    """A build still without a phase this long after its creation was dropped by its admission handler
+    (e.g. kopf gave up on it): the periodic pass admits it instead (reconcile by level, not by edge)."""
+    if build.status.phase is not None:
+        return False
+    try:
+        created = datetime.fromisoformat(build.created)
+    except ValueError:
+        return True  # no creation time to go by: treat it as old rather than wait forever
+    return now - created >= grace
+
+
+def _sort_active(plan: Plan, builds: list[Build], snapshot: Snapshot, views: dict[str, WorkerView]) -> None:
+    """Which started or finished builds need the operator: orphaned, lost, overdue, cancelled on a
+    worker that cannot stop them, or expired."""
+    for build in builds:
+        status = build.status
+        if status.phase in TERMINAL_PHASES:
+            if ttl_expired(build, snapshot.now):
+                plan.expired.append(build)
+            continue
+        if status.phase not in ACTIVE_PHASES:
+            continue
+        view = views.get(status.worker_name)
+        if view is None:
+            plan.orphans.append(build)
+        elif deadline_passed(build, snapshot.now, snapshot.deadline_grace):
+            plan.overdue.append(build)
+        elif snapshot.requeue_delay is not None:
+            not_ready = not_ready_for(view.worker, snapshot.now)
+            if not_ready is not None and not_ready >= snapshot.requeue_delay:
+                # A worker that cannot run the build cannot stop it either: cancel it here.
+                (plan.cancellations if build.spec.cancel else plan.lost).append(build)
+
+
+def not_ready_for(worker: Worker, now: datetime) -> timedelta | None:
+    """How long the worker has not been Ready (None if it is Ready)."""
+    if worker.ready:
+        return None
+    condition = worker.condition(READY)
+    if condition is None:
+        return timedelta.max
+    return max(timedelta(0), now - condition.last_transition_time)
+
+
+def deadline_passed(build: Build, now: datetime, grace: timedelta) -> bool:
+    started = build.status.started_at or build.status.assigned_at
+    if started is None:
+        return False
+    return now - started > timedelta(seconds=build.spec.timeout_seconds) + grace
+
+
+def ttl_expired(build: Build, now: datetime) -> bool:
+    ttl, finished = build.spec.ttl_seconds_after_finished, build.status.finished_at
+    return ttl is not None and finished is not None and now - finished >= timedelta(seconds=ttl)
 
 
 @dataclass

@@ -11,6 +11,11 @@ from buildfarm.domain.phases import can_transition
 
 QUEUED = "Queued"
 ASSIGNED = "Assigned"
+REQUEUED = "Requeued"
+# Condition types a user can wait on, named after Job's.
+COMPLETE = "Complete"
+FAILED = "Failed"
+WORKER_LOST = "WorkerLost"
 
 
 def queued(build: Build, now: datetime) -> BuildStatus:
@@ -41,9 +46,34 @@ def assigned(build: Build, worker: str, attempt: int, now: datetime) -> BuildSta
     )
 
 
+def worker_lost(build: Build, why: str, now: datetime) -> BuildStatus:
+    """The build's worker is gone (`why` says how): back to the queue with the worker cleared, so the next
+    assignment raises the attempt and the lost worker's late writes are refused; or Failed once
+    spec.maxAttempts assignments have been spent. Infrastructure failures never count as build failures."""
+    attempts = build.spec.max_attempts
+    if build.status.attempt >= attempts:
+        message = f"{why}; all {attempts} attempt(s) allowed by spec.maxAttempts are used."
+        return finished(build, BuildPhase.FAILED, WORKER_LOST, message, now)
+    message = f"{why}; requeued for attempt {build.status.attempt + 1} of {attempts}."
+    return _next(build, BuildPhase.PENDING, REQUEUED, message, ConditionStatus.FALSE, now, worker_name="")
+
+
 def finished(build: Build, phase: BuildPhase, reason: str, message: str, now: datetime) -> BuildStatus:
-    """Failed or Cancelled by the operator; final."""
-    return _next(build, phase, reason, message, ConditionStatus.FALSE, now, finished_at=now)
+    """Succeeded, Failed or Cancelled; final. Also sets the condition users wait on, after Job's:
+    `Complete=True` on success, `Failed=True` on failure or cancellation
+    (`kubectl wait --for=condition=Complete build/NAME`)."""
+    status = _next(build, phase, reason, message, ConditionStatus.FALSE, now, finished_at=now)
+    done = COMPLETE if phase == BuildPhase.SUCCEEDED else FAILED
+    status.conditions = set_condition(
+        status.conditions,
+        type_=done,
+        status=ConditionStatus.TRUE,
+        reason=reason,
+        message=message,
+        generation=build.generation,
+        now=now,
+    )
+    return status
 
 
 def _next(

@@ -13,6 +13,8 @@ import yaml
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
+from buildfarm.settings import env_var
+
 DEFAULT_KUBECONFIG: Final = Path("~/.kube/config")
 IN_CLUSTER_ENV: Final = "KUBERNETES_SERVICE_HOST"
 
@@ -39,17 +41,20 @@ def request_timeout(settings: ClientSettings) -> tuple[float, float]:
     return (settings.connect_timeout, settings.request_timeout)
 
 
-def make_api_client(settings: ClientSettings) -> ApiClient:
+def make_api_client(settings: ClientSettings, *, kubeconfig_source: str | None = None) -> ApiClient:
     """A client for the cluster the settings point at; close it (or use `with`) when done.
 
+    `kubeconfig_source` names where `settings.kubeconfig` came from in messages (default: its variable,
+    BUILDFARM_KUBECONFIG; the command line passes `--kubeconfig` when the flag set it).
     The client does not retry by itself: a call fails after its `_request_timeout`, and the caller decides.
     """
     configuration = Configuration()
     if settings.kubeconfig is not None:
-        _load_kubeconfig(configuration, [settings.kubeconfig], settings.context)
+        source = kubeconfig_source or env_var("kubeconfig")
+        _load_kubeconfig(configuration, [settings.kubeconfig], settings.context, source)
     elif os.environ.get("KUBECONFIG"):
         paths = [Path(p) for p in os.environ["KUBECONFIG"].split(os.pathsep) if p]
-        _load_kubeconfig(configuration, paths, settings.context)
+        _load_kubeconfig(configuration, paths, settings.context, "KUBECONFIG")
     elif os.environ.get(IN_CLUSTER_ENV):
         if settings.context is not None:
             raise KubeConfigError(
@@ -58,15 +63,31 @@ def make_api_client(settings: ClientSettings) -> ApiClient:
             )
         _load_in_cluster(configuration)
     else:
-        _load_kubeconfig(configuration, [DEFAULT_KUBECONFIG], settings.context)
+        _load_kubeconfig(configuration, [DEFAULT_KUBECONFIG], settings.context, None)
     # urllib3 would retry a refused or timed-out call 3 more times, quadrupling every timeout.
     configuration.retries = False
     return ApiClient(configuration)
 
 
-def _load_kubeconfig(configuration: Configuration, paths: list[Path], context: str | None) -> None:
+def _load_kubeconfig(
+    configuration: Configuration, paths: list[Path], context: str | None, source: str | None
+) -> None:
+    """Load the first usable context of `paths`; `source` is the setting that named them (None: default)."""
     expanded = [path.expanduser() for path in paths]
-    readable = [path for path in expanded if path.is_file() and os.access(path, os.R_OK)]
+    named = f" ({source})" if source else ""
+    elsewhere = f"point {source}" if source else "point KUBECONFIG or --kubeconfig"
+    for path in expanded:
+        # Checked before anything else: "no kubeconfig found" would send the user looking in the wrong place.
+        if path.is_dir():
+            inside = path / "config"
+            fix = f"did you mean {inside}?" if inside.is_file() else f"{elsewhere} at a kubeconfig file"
+            raise KubeConfigError(f"the kubeconfig {path}{named} is a directory, not a file: {fix}")
+        if path.is_file() and not os.access(path, os.R_OK):
+            raise KubeConfigError(
+                f"the kubeconfig {path}{named} is not readable by this user: "
+                f"fix its permissions or {elsewhere} at another file"
+            )
+    readable = [path for path in expanded if path.is_file()]
     shown = os.pathsep.join(str(path) for path in expanded)
     if not readable:
         raise KubeConfigError(f"no kubeconfig found at {shown}: set KUBECONFIG or --kubeconfig")

@@ -21,7 +21,14 @@ from buildfarm.api.builds import Build
 from buildfarm.api.workers import Reservation, Worker
 from buildfarm.domain import transitions
 from buildfarm.domain.reservations import can_roll_forward
-from buildfarm.domain.scheduling import Assignment, Snapshot, WaitReason, eligible, view_worker
+from buildfarm.domain.scheduling import (
+    Assignment,
+    Snapshot,
+    WaitReason,
+    eligible,
+    finished_here,
+    view_worker,
+)
 from buildfarm.errors import Conflict, NotFound, TransientError
 from buildfarm.kube.gateway import Gateway
 
@@ -130,12 +137,19 @@ class Assigner:
             )
 
     def release_stale(self, worker: Worker, snapshot: Snapshot) -> Worker | None:
-        """Drop the worker's stale reservations and refresh its active count; None if nothing changed."""
+        """Drop the worker's stale reservations, count the builds that finished there, and refresh its
+        active count, in one write guarded by the worker's resourceVersion; None if nothing changed."""
         view = view_worker(worker, snapshot)
         if not view.stale and worker.status.active_builds == view.load:
             return None
+        succeeded, failed = finished_here(view, snapshot)
         status = worker.status.model_copy(
-            update={"reservations": list(view.live), "active_builds": view.load}
+            update={
+                "reservations": list(view.live),
+                "active_builds": view.load,
+                "builds_succeeded": worker.status.builds_succeeded + succeeded,
+                "builds_failed": worker.status.builds_failed + failed,
+            }
         )
         return self.gateway.write_worker_status(worker, status)
 

@@ -41,7 +41,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     watching.connect_timeout = settings.connect_timeout
 
     kopf_settings.peering.standalone = settings.standalone
-    kopf_settings.posting.level = logging.INFO
+    # The operator posts its own Events, through the gateway, for what a user should see; kopf posts none
+    # (its log lines would become Events only with posting.loggers, which stays off).
+    kopf_settings.posting.enabled = False
 
     # Errors that are not kopf's own (TemporaryError carries its delay) are retried after this pause.
     kopf_settings.execution.default_backoff = settings.retry_backoff_seconds
@@ -60,8 +62,30 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
 
 
 def configure_logging(*, verbose: bool) -> None:
-    """Kopf's log format on stderr: INFO by default, DEBUG with --verbose."""
+    """Kopf's log format on stderr: INFO by default, DEBUG with --verbose. At INFO the operator says one
+    line per decision (queued, assigned, waiting reason changed, requeued); kopf's own per-handler
+    bookkeeping lines, one per watch event, are moved to DEBUG."""
     kopf.configure(verbose=verbose)
+    objects = logging.getLogger(KOPF_OBJECTS_LOGGER)
+    if not any(isinstance(f, KopfBookkeepingToDebug) for f in objects.filters):
+        objects.addFilter(KopfBookkeepingToDebug())
+
+
+KOPF_OBJECTS_LOGGER: Final = "kopf.objects"
+
+
+class KopfBookkeepingToDebug(logging.Filter):
+    """Demotes kopf's "Handler 'x' succeeded." and "... is processed: ..." lines to DEBUG: for watch
+    handlers they come once per watch event, and the operator logs the decision itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = record.getMessage()
+        if not (message.endswith(" succeeded.") or " is processed: " in message):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(KOPF_OBJECTS_LOGGER).isEnabledFor(logging.DEBUG)
 
 
 def connection_info(api_client: ApiClient) -> kopf.ConnectionInfo:

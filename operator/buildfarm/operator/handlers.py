@@ -1,14 +1,15 @@
 """Thin kopf handlers: parse the body into a model, ask the domain, act through the gateway.
 
 Errors are classified in one place (`_as_kopf`): transient ones become kopf.TemporaryError (kopf retries,
-the build stays queued), permanent ones fail the build with a readable reason and an Event, then become
-kopf.PermanentError.
+the build stays queued), permanent ones (the build already failed with a readable reason and an Event)
+become kopf.PermanentError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,16 +18,18 @@ import kopf
 
 from buildfarm import constants as c
 from buildfarm.api.builds import Build
-from buildfarm.errors import BuildfarmError, Conflict, NotFound, PermanentError, TransientError
-from buildfarm.kube.gateway import Gateway
+from buildfarm.errors import BuildfarmError, Conflict, TransientError
+from buildfarm.operator.admission import Admissions
 from buildfarm.operator.config import configure_kopf, connection_info
-from buildfarm.operator.outcomes import Reporter
+from buildfarm.operator.health import HealthMonitor
 from buildfarm.operator.scheduler import Scheduler
 from buildfarm.operator.store import Store
 from buildfarm.settings import OperatorSettings
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
+
+log = logging.getLogger(__name__)
 
 CONFLICT_RETRY_DELAY = 0.5
 
@@ -36,10 +39,10 @@ def register(
     *,
     settings: OperatorSettings,
     api_client: ApiClient,
-    gateway: Gateway,
     store: Store,
     scheduler: Scheduler,
-    reporter: Reporter,
+    admissions: Admissions,
+    health: HealthMonitor,
 ) -> None:
     """Register every handler on `registry`, closed over the operator's collaborators."""
     on = kopf.on
@@ -56,6 +59,7 @@ def register(
     @on.startup(timeout=timeout, registry=registry)
     async def start_scheduler(**_: Any) -> None:
         loop_task.append(asyncio.create_task(scheduler.run(), name="buildfarm-scheduler"))
+        loop_task.append(asyncio.create_task(health.run(), name="buildfarm-health"))
 
     @on.cleanup(timeout=timeout, registry=registry)
     async def stop_scheduler(**_: Any) -> None:
@@ -64,6 +68,7 @@ def register(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        admissions.close()
 
     @on.login(timeout=timeout, registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -73,39 +78,29 @@ def register(
     # (kopf's on.event takes no timeout); the scheduler bounds each of its steps.
     @on.event(c.GROUP, c.VERSION, c.BUILD_PLURAL, id="watch-builds", registry=registry)
     async def build_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        log.debug("Build event %s for %s/%s", type, body.metadata.namespace, body.metadata.name)
         store.on_build_event(type, dict(body))
         scheduler.kick()
 
     @on.event(c.GROUP, c.VERSION, c.WORKER_PLURAL, id="watch-workers", registry=registry)
     async def worker_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        log.debug("Worker event %s for %s", type, body.metadata.name)
         store.on_worker_event(type, dict(body))
         scheduler.kick()
 
     # No kopf `timeout=` here: kopf would stop retrying after it and the build would never be queued.
-    # Each invocation is bounded instead, and transient failures are retried for as long as they last.
+    # Each invocation is bounded instead, and transient failures are retried for as long as they last;
+    # should kopf still give up on a build, the scheduler's periodic pass admits it (see admission.py).
     @on.resume(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)
     @on.create(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)
     async def admit(body: kopf.Body, **_: Any) -> None:
         """Queue a new build, after checking what no retry could fix (its credentials Secret exists)."""
         build = Build.model_validate(dict(body))
-        try:
-            queued = await asyncio.wait_for(asyncio.to_thread(_admit, build), timeout=timeout)
-        except TimeoutError:
-            raise kopf.TemporaryError(f"admission took longer than {timeout:.0f}s", delay=backoff) from None
-        store.observe_build(queued)
-        scheduler.kick()
-
-    def _admit(build: Build) -> Build:
-        with _as_kopf(build, reporter, backoff):
-            if build.spec.credentials is not None:
-                name = build.spec.credentials.secret_name
-                if not gateway.secret_exists(build.namespace, name):
-                    raise PermanentError(
-                        f"Secret {name} with the signing credentials does not exist in namespace "
-                        f"{build.namespace}: create it, then submit the build again.",
-                        reason="CredentialsNotFound",
-                    )
-            return reporter.queued(build)
+        with _as_kopf(backoff):
+            queued = await admissions.admit(build)
+        if queued is not None:
+            store.observe_build(queued)
+            scheduler.kick()
 
 
 def _not_admitted(status: kopf.Status, **_: Any) -> bool:
@@ -113,21 +108,14 @@ def _not_admitted(status: kopf.Status, **_: Any) -> bool:
 
 
 @contextmanager
-def _as_kopf(build: Build, reporter: Reporter, backoff: float) -> Iterator[None]:
-    """The one place where buildfarm's error classes become kopf's."""
+def _as_kopf(backoff: float) -> Iterator[None]:
+    """The one place where buildfarm's error classes become kopf's. A permanent error has already
+    failed the build with its reason (see admission.py)."""
     try:
         yield
     except Conflict as exc:
         raise kopf.TemporaryError(exc.message, delay=CONFLICT_RETRY_DELAY) from exc
     except TransientError as exc:
         raise kopf.TemporaryError(exc.message, delay=backoff) from exc
-    except NotFound as exc:
-        raise kopf.PermanentError(f"the build is gone: {exc.message}") from exc
     except BuildfarmError as exc:
-        try:
-            reporter.fail(build, exc)
-        except TransientError as inner:
-            raise kopf.TemporaryError(
-                f"{exc.message} (and failing the build failed: {inner.message})", delay=backoff
-            ) from exc
         raise kopf.PermanentError(exc.message) from exc

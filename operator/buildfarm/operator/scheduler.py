@@ -1,76 +1,114 @@
 """The scheduling loop: woken by watch events (a new Build, a Worker gaining a free slot or becoming
 Ready), it takes a snapshot of the store, asks the pure scheduler for a plan, and carries it out through
-the assignment protocol. No per-build polling: a periodic resync is only a safety net.
+the assignment protocol. No per-build polling: a periodic pass is the safety net that reconciles by level
+(builds whose admission was dropped, reservations and assignments whose objects are gone).
+
+It plans only from a complete view: before its first cycle it LISTs every Build and Worker it serves.
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
 
-from buildfarm.api.workers import Worker
-from buildfarm.domain.scheduling import Assignment, Snapshot, schedule
+from buildfarm.api.builds import Build
+from buildfarm.api.workers import READY, Worker
+from buildfarm.domain.scheduling import Assignment, Plan, Snapshot, WaitReason, admission_overdue, schedule
 from buildfarm.errors import Conflict, NotFound, PermanentError, TransientError
+from buildfarm.kube.gateway import Gateway
+from buildfarm.operator.admission import Admissions
 from buildfarm.operator.assignment import WORKER_GONE, Assigner, Result
+from buildfarm.operator.evidence import Evidence
 from buildfarm.operator.outcomes import Reporter
 from buildfarm.operator.store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+STEP_THREADS = 4  # a timed-out step keeps its thread until its own API timeout ends it
+# Waiting for a worker is the protocol at work, not a problem worth an INFO line per attempt.
+_QUIET_REASONS = frozenset({WaitReason.WORKER_BUSY, WaitReason.WORKER_NOT_READY, WORKER_GONE, "Conflict"})
 
 
 class Scheduler:
     def __init__(
         self,
         store: Store,
+        gateway: Gateway,
         assigner: Assigner,
         reporter: Reporter,
+        admissions: Admissions,
         clock: Callable[[], datetime],
         *,
         call_timeout: float,
         resync_seconds: float,
         backoff_seconds: float,
+        requeue_delay: timedelta = timedelta(0),
+        deadline_grace: timedelta = timedelta(minutes=5),
+        in_startup_grace: Callable[[datetime], bool] = lambda _: False,
     ) -> None:
         self.store = store
+        self.gateway = gateway
         self.assigner = assigner
         self.reporter = reporter
+        self.admissions = admissions
+        self.evidence = Evidence(gateway, store)
         self.clock = clock
         self.call_timeout = call_timeout
         self.resync_seconds = resync_seconds
         self.backoff_seconds = backoff_seconds
+        # A build its admission handler has not admitted after this long is admitted by the loop.
+        self.admission_grace = timedelta(seconds=resync_seconds)
+        self.requeue_delay = requeue_delay
+        self.deadline_grace = deadline_grace
+        self.in_startup_grace = in_startup_grace
         self._wake = asyncio.Event()
         self._failures = 0
+        self._threads = ThreadPoolExecutor(max_workers=STEP_THREADS, thread_name_prefix="buildfarm-sched")
 
     def kick(self) -> None:
         """Ask for a scheduling cycle soon; many kicks before it runs make one cycle."""
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.resync_seconds)
-            self._wake.clear()
-            try:
-                transient = await self.cycle()
-            except Exception:
-                log.exception("Scheduling cycle failed; retrying after a backoff")
-                transient = True
-            if transient:
-                self._failures += 1
-                delay = min(MAX_BACKOFF, self.backoff_seconds * 2 ** min(self._failures - 1, 5))
-                asyncio.get_running_loop().call_later(delay, self.kick)
-            else:
-                self._failures = 0
+        try:
+            while True:
+                try:
+                    transient = await self.cycle()
+                except Exception:
+                    log.exception("Scheduling cycle failed; retrying after a backoff")
+                    transient = True
+                if transient:
+                    self._failures += 1
+                    delay = min(MAX_BACKOFF, self.backoff_seconds * 2 ** min(self._failures - 1, 5))
+                    asyncio.get_running_loop().call_later(delay, self.kick)
+                else:
+                    self._failures = 0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.resync_seconds)
+                self._wake.clear()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def cycle(self) -> bool:
         """One pass over the queue; True if something failed transiently and deserves a retry."""
-        snapshot = self.store.snapshot(self.clock())
-        plan = schedule(snapshot)
-        transient = False
+        if not self.store.synced:
+            await self._guard(self._sync)
+            if not self.store.synced:
+                return True
+        snapshot, plan = self._plan()
+        transient, gone_workers = await self._gather_evidence(plan)
+        if plan.orphans or any(view.unconfirmed for view in plan.workers.values()):
+            snapshot, plan = self._plan()  # again, with what the reads established
         for build in plan.cancellations:
-            transient |= await self._guard(self.reporter.cancel_pending, build)
+            transient |= await self._guard(self.reporter.cancel, build)
         for assignment in plan.assignments:
             transient |= await self._guard(self._assign, assignment, snapshot)
         for waiting in plan.waiting:
@@ -80,20 +118,91 @@ class Scheduler:
         for view in plan.workers.values():
             if view.stale or view.worker.status.active_builds != view.load:
                 transient |= await self._guard(self._release_stale, view.worker, snapshot)
+        for build in plan.orphans:
+            if build.status.worker_name in gone_workers:
+                why = f"Worker {build.status.worker_name} does not exist"
+                transient |= await self._guard(self.reporter.worker_lost, build, why)
+        for build in plan.lost:
+            why = f"Worker {build.status.worker_name} is not Ready ({_ready_reason(plan, build)})"
+            transient |= await self._guard(self.reporter.worker_lost, build, why)
+        for build in plan.overdue:
+            transient |= await self._guard(self.reporter.deadline_exceeded, build)
+        for build in plan.expired:
+            transient |= await self._guard(self._expire, build)
+        transient |= await self._admit_overdue(plan.unadmitted, snapshot.now)
         return transient
 
-    async def _guard(self, step: Callable[..., object], *args: object) -> bool:
+    def _plan(self) -> tuple[Snapshot, Plan]:
+        now = self.clock()
+        snapshot = dataclasses.replace(
+            self.store.snapshot(now),
+            requeue_delay=None if self.in_startup_grace(now) else self.requeue_delay,
+            deadline_grace=self.deadline_grace,
+        )
+        return snapshot, schedule(snapshot)
+
+    async def _gather_evidence(self, plan: Plan) -> tuple[bool, set[str]]:
+        """Read what the plan could not judge from the cache; the names of workers found gone."""
+        transient = False
+        seen: set[str] = set()
+        for view in plan.workers.values():
+            for reservation in view.unconfirmed:
+                if reservation.uid not in seen:
+                    seen.add(reservation.uid)
+                    transient |= await self._guard(self.evidence.confirm_build, reservation)
+        gone: set[str] = set()
+        for name in sorted({b.status.worker_name for b in plan.orphans}):
+            transient |= await self._guard(self._note_if_gone, name, gone)
+        return transient, gone
+
+    def _note_if_gone(self, worker: str, gone: set[str]) -> None:
+        if self.evidence.worker_gone(worker):
+            gone.add(worker)
+
+    async def _admit_overdue(self, unadmitted: Sequence[Build], now: datetime) -> bool:
+        overdue = [
+            b
+            for b in unadmitted
+            if admission_overdue(b, now, self.admission_grace) and not self.admissions.in_flight(b.uid)
+        ]
+        if not overdue:
+            return False
+        log.info("Admitting %d build(s) whose admission handler did not", len(overdue))
+        results = await asyncio.gather(*(self.admissions.admit(b) for b in overdue), return_exceptions=True)
+        transient = False
+        for result in results:
+            if isinstance(result, Build):
+                self.store.observe_build(result)
+            elif isinstance(result, TransientError):
+                transient = True
+            elif isinstance(result, BaseException) and not isinstance(result, PermanentError):
+                raise result
+        return transient
+
+    def _sync(self) -> None:
+        """The initial LIST: until it is merged, the store may lack busy builds and reservations' builds."""
+        namespaces: list[str | None] = [*sorted(self.store.namespaces)] if self.store.namespaces else [None]
+        builds = [b for ns in namespaces for b in self.gateway.list_builds(ns)]
+        workers = self.gateway.list_workers()
+        self.store.merge_listing(builds, workers)
+        log.info("Listed %d build(s) and %d worker(s); scheduling starts", len(builds), len(workers))
+
+    async def _guard(self, step: Callable[..., object], *args: Any) -> bool:
         """Run one blocking step in a thread with a deadline; classify what it raises."""
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(asyncio.to_thread(step, *args), timeout=self.call_timeout)
-        except Conflict as exc:
-            log.debug("Conflict, will re-check: %s", exc.message)
-            return True
+            await asyncio.wait_for(
+                loop.run_in_executor(self._threads, step, *args), timeout=self.call_timeout
+            )
         except TransientError as exc:
-            log.info("Transient: %s", exc.message)
+            level = logging.DEBUG if exc.reason in _QUIET_REASONS else logging.INFO
+            log.log(level, "Will retry: %s", exc.message)
             return True
         except TimeoutError:
-            log.warning("A scheduling step took longer than %.0fs; it will be retried", self.call_timeout)
+            log.warning(
+                "A scheduling step took longer than %gs (BUILDFARM_HANDLER_TIMEOUT); it will be retried",
+                self.call_timeout,
+            )
             return True
         except NotFound:
             return False
@@ -117,9 +226,19 @@ class Scheduler:
         if outcome.result is Result.ASSIGNED and outcome.wrote and outcome.build is not None:
             self.reporter.assigned(outcome.build)
 
+    def _expire(self, build: Build) -> None:
+        self.assigner.gateway.delete_build(build)
+        log.info("Deleted build %s/%s: its ttlSecondsAfterFinished passed", build.namespace, build.name)
+
     def _release_stale(self, worker: Worker, snapshot: Snapshot) -> None:
         # The cached worker's resourceVersion guards the write; if it is stale the write conflicts and
         # the next cycle, with a fresher cache, tries again.
         updated = self.assigner.release_stale(worker, snapshot)
         if updated is not None:
             self.store.observe_worker(updated)
+
+
+def _ready_reason(plan: Plan, build: Build) -> str:
+    view = plan.workers.get(build.status.worker_name)
+    condition = view.worker.condition(READY) if view else None
+    return f"{condition.reason}: {condition.message}".rstrip(": ") if condition else "no Ready condition"

@@ -1,8 +1,9 @@
 """The operator's in-memory view of Builds and Workers, rebuilt from watch events (an informer cache).
 
 It feeds the scheduler's snapshots and is never trusted over the API server: every decision taken from it
-is checked by a conditional write. Watch events arrive on the event loop while scheduling steps run in
-threads, so every access holds a lock.
+is checked by a conditional write. It is complete only once the operator's own initial LIST has been
+merged (`synced`): the scheduler plans from nothing less. Watch events arrive on the event loop while
+scheduling steps run in threads, so every access holds a lock.
 """
 
 import threading
@@ -10,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from buildfarm.api.builds import Build
+from buildfarm.api.meta import Resource
 from buildfarm.api.workers import Worker
 from buildfarm.domain.scheduling import Snapshot
 
@@ -25,12 +27,17 @@ class Store:
         self._builds: dict[BuildKey, Build] = {}
         self._workers: dict[str, Worker] = {}
         self._deleted: dict[str, None] = {}  # insertion-ordered set of uids, oldest first
+        self._synced = False
+
+    @property
+    def synced(self) -> bool:
+        return self._synced
 
     def on_build_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         if event_type == "DELETED":
             with self._lock:
                 self._builds.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
-                self._remember_deleted(body)
+                self._remember_deleted(str(body["metadata"].get("uid", "")))
         else:
             self.observe_build(Build.model_validate(body))
 
@@ -38,28 +45,45 @@ class Store:
         if event_type == "DELETED":
             with self._lock:
                 self._workers.pop(body["metadata"]["name"], None)
-                self._remember_deleted(body)
+                self._remember_deleted(str(body["metadata"].get("uid", "")))
         else:
             self.observe_worker(Worker.model_validate(body))
 
     def observe_build(self, build: Build) -> None:
-        """Record a build as read from the API (a watch event, or the answer to our own write)."""
+        """Record a build as read from the API (a watch event, a LIST or GET, or the answer to a write)."""
         with self._lock:
-            if build.uid not in self._deleted:  # a late answer must not bring a deleted build back
-                self._builds[(build.namespace, build.name)] = build
+            key = (build.namespace, build.name)
+            if build.uid not in self._deleted and _newer(self._builds.get(key), build):
+                self._builds[key] = build
 
     def observe_worker(self, worker: Worker) -> None:
         with self._lock:
-            if worker.uid not in self._deleted:
+            if worker.uid not in self._deleted and _newer(self._workers.get(worker.name), worker):
                 self._workers[worker.name] = worker
+
+    def merge_listing(self, builds: list[Build], workers: list[Worker]) -> None:
+        """Merge the operator's own initial LIST; from then on the view is complete (see the docstring)."""
+        for build in builds:
+            self.observe_build(build)
+        for worker in workers:
+            self.observe_worker(worker)
+        self._synced = True
+
+    def forget_build(self, namespace: str, name: str, uid: str) -> None:
+        """A read found the build gone (404, or another uid under its name): its slots can go."""
+        with self._lock:
+            current = self._builds.get((namespace, name))
+            if current is not None and current.uid == uid:
+                del self._builds[(namespace, name)]
+            self._remember_deleted(uid)
 
     def forget_worker(self, name: str) -> None:
         """The API server said the worker is gone; stop planning on it until the watch shows it again."""
         with self._lock:
             self._workers.pop(name, None)
 
-    def _remember_deleted(self, body: dict[str, Any]) -> None:
-        self._deleted[str(body["metadata"].get("uid", ""))] = None
+    def _remember_deleted(self, uid: str) -> None:
+        self._deleted[uid] = None
         while len(self._deleted) > DELETED_REMEMBERED:
             del self._deleted[next(iter(self._deleted))]
 
@@ -72,3 +96,15 @@ class Store:
                 namespaces=self.namespaces,
                 deleted=frozenset(self._deleted),
             )
+
+
+def _newer(current: Resource | None, candidate: Resource) -> bool:
+    """Whether `candidate` may replace `current`: a watch event, a LIST and the answer to a write can arrive
+    out of order, and an older copy must not undo a newer one. resourceVersions are etcd revisions in
+    practice; where one is not a number, the later arrival wins, as before."""
+    if current is None or current.uid != candidate.uid:
+        return True
+    try:
+        return int(candidate.resource_version) >= int(current.resource_version)
+    except ValueError:
+        return True

@@ -94,11 +94,18 @@ def test_a_reassigned_build_is_killed_and_never_written_again(
         pids = running_with_pids(farm, "b", pid_file, 2)
         seen_by_agent = farm.get_build("b")
 
-        # The operator gives the build to another worker at the next attempt.
+        # The operator requeues the build (as for a lost worker) and gives it to another worker at the
+        # next attempt; the second write is conditional, so any write of the agent in between fails it.
+        requeued = patch_build(
+            farm, "b", {"status": {"phase": "Pending", "workerName": "", "reason": "Requeued"}}, status=True
+        )
         moved = patch_build(
             farm,
             "b",
-            {"status": {"phase": "Assigned", "workerName": "someone-else", "attempt": 2}},
+            {
+                "metadata": {"resourceVersion": requeued["metadata"]["resourceVersion"]},
+                "status": {"phase": "Assigned", "workerName": "someone-else", "attempt": 2},
+            },
             status=True,
         )
         wait_for("the agent to let go", lambda: "wrote nothing more" in agent.log())

@@ -1,29 +1,49 @@
-"""The agent with the real operator: a build submitted by a user is assigned by the operator and run to
-Succeeded by the agent. The operator does not derive Ready from the Lease yet, so the test marks the
-agent's Worker Ready as farm.set_ready does."""
+"""The agent with the real operator: the operator marks the agent's Worker Ready from the agent's Lease,
+assigns the builds a user submits, and the agent runs them to Succeeded; when the agent stops and
+releases its Lease, the operator marks the Worker not Ready at once (AgentStopped)."""
 
+import signal
 from pathlib import Path
 
+from kubernetes.client import CoreV1Api
+
+from buildfarm.api.workers import Worker
 from tests.support.agents import AgentFarm, ArchiveServer
-from tests.support.farm import Farm, wait_for
+from tests.support.farm import FARM_NAMESPACE, Farm, ensure_namespace, wait_for
 from tests.support.operators import operators
+
+# No startup grace: the operator may mark the worker not Ready as soon as the agent releases its Lease.
+OPERATOR_ENV = {"BUILDFARM_STARTUP_GRACE_SECONDS": "0"}
 
 
 def test_operator_assigns_and_the_agent_runs(
-    agents: AgentFarm, farm: Farm, archives: ArchiveServer, kubeconfig: str, tmp_path: Path
+    agents: AgentFarm,
+    farm: Farm,
+    archives: ArchiveServer,
+    kubeconfig: str,
+    tmp_path: Path,
+    core_v1: CoreV1Api,
 ) -> None:
-    with agents.agent("mac", capacity=2) as agent:
-        wait_for("the worker", lambda: _exists(farm, agent.worker))
-        farm.set_ready(agent.worker, True)
-        with operators(1, kubeconfig, tmp_path, ["--namespace", farm.namespace]):
-            for name in ("ios-1", "android-1", "ios-2"):
-                platform = name.split("-")[0]
-                farm.build(name, platform=platform, source=archives.source(name, seconds=1, lines=3))
-            wait_for(
-                "all Succeeded",
-                lambda: set(farm.phases().values()) == {"Succeeded"} and len(farm.phases()) == 3,
-                timeout=90,
-            )
+    ensure_namespace(core_v1, FARM_NAMESPACE)  # the operator's default farm namespace
+    with (
+        operators(1, kubeconfig, tmp_path, ["--namespace", farm.namespace], env=OPERATOR_ENV),
+        agents.agent("mac", capacity=2, namespace=FARM_NAMESPACE) as agent,
+    ):
+        wait_for("the worker Ready from its Lease", lambda: (w := _worker(farm, agent.worker)) and w.ready)
+        for name in ("ios-1", "android-1", "ios-2"):
+            platform = name.split("-")[0]
+            farm.build(name, platform=platform, source=archives.source(name, seconds=1, lines=3))
+        wait_for(
+            "all Succeeded",
+            lambda: len(farm.phases()) == 3 and set(farm.phases().values()) == {"Succeeded"},
+            timeout=90,
+        )
+        agent.signal(signal.SIGTERM)
+        assert agent.wait() == 0, agent.log()
+        stopped = wait_for(
+            "the worker not Ready",
+            lambda: (w := farm.get_worker(agent.worker)).condition("Ready") and not w.ready and w,
+        )
 
     for build in farm.builds():
         assert (build.status.worker_name, build.status.attempt, len(build.status.artifacts)) == (
@@ -31,13 +51,14 @@ def test_operator_assigns_and_the_agent_runs(
             1,
             1,
         )
-    worker = farm.get_worker(agent.worker)
-    assert worker.status.capabilities.cpu_cores  # the operator's writes kept the agent's field
+    ready = stopped.condition("Ready")
+    assert ready is not None
+    assert ready.reason == "AgentStopped"
+    assert stopped.status.capabilities.cpu_cores  # the operator's writes kept the agent's field
 
 
-def _exists(farm: Farm, name: str) -> bool:
+def _worker(farm: Farm, name: str) -> Worker | None:
     try:
-        farm.get_worker(name)
+        return farm.get_worker(name)
     except Exception:
-        return False
-    return True
+        return None

@@ -57,6 +57,6 @@ def test_an_assigned_build_is_left_to_its_agent(farm: Farm, api_client: ApiClien
     cancel(farm, "b")
 
     # A cycle planned on the stale pending copy: its write conflicts, and the re-read shows Assigned.
-    Reporter(gateway, now).cancel_pending(pending)
+    Reporter(gateway, now).cancel(pending)
 
     assert farm.get_build("b").status.phase == "Assigned"

@@ -62,7 +62,8 @@ def test_missing_credentials_fail_the_build_with_a_reason(
     assert failed.status.reason == "CredentialsNotFound"
     assert failed.status.message == (
         f"Secret missing with the signing credentials does not exist in namespace {farm.namespace}: "
-        "create it, then submit the build again."
+        "create it, then re-create the build (`kubectl delete build no-secret`, then apply it again); "
+        "the API server keeps a failed build failed."
     )
     assert failed.status.finished_at is not None
     warnings = [e for e in events_for(core_v1, farm.namespace, "no-secret") if e[0] == "Warning"]
@@ -71,7 +72,7 @@ def test_missing_credentials_fail_the_build_with_a_reason(
     ]
 
 
-def test_build_waits_while_its_worker_is_gone_and_runs_on_a_new_one(
+def test_builds_wait_while_their_worker_is_gone_and_run_on_a_new_one(
     farm: Farm, kubeconfig: str, tmp_path: Path
 ) -> None:
     only = farm.worker("only")
@@ -82,17 +83,21 @@ def test_build_waits_while_its_worker_is_gone_and_runs_on_a_new_one(
         wait_for("second waits for a slot", lambda: farm.get_build("second").status.reason == "WorkerBusy")
 
         farm.delete_worker(only)
+        # The build on the deleted worker is requeued (attempt 1 is spent); both wait for a worker.
         wait_for(
-            "second says no worker fits", lambda: farm.get_build("second").status.reason == "NoMatchingWorker"
+            "both say no worker fits",
+            lambda: {b.status.reason for b in farm.builds()} == {"NoMatchingWorker"},
         )
-        assert farm.phases()["second"] == "Pending"
+        assert farm.phases() == {"first": "Pending", "second": "Pending"}
 
         replacement = farm.worker("replacement")
         wait_for(
-            "second assigned to the new worker",
-            lambda: farm.get_build("second").status.worker_name == replacement,
+            "first, the older, assigned to the new worker",
+            lambda: farm.get_build("first").status.worker_name == replacement,
         )
-    assert farm.get_build("second").status.attempt == 1
+        wait_for("second waits for it", lambda: farm.get_build("second").status.reason == "WorkerBusy")
+    first = farm.get_build("first")
+    assert (first.status.phase, first.status.attempt) == ("Assigned", 2)
 
 
 def test_api_500_once_on_admission_and_on_assignment_keeps_the_build_queued(

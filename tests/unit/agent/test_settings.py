@@ -80,7 +80,9 @@ def test_env_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
             id="tart-needs-an-image",
         ),
         pytest.param(
-            {"retries": "3"}, "BUILDFARM_AGENT_RETRIES: is not a setting of the agent", id="unknown"
+            {"capacty": "3"},
+            "BUILDFARM_AGENT_CAPACTY is not a setting of the agent; did you mean BUILDFARM_AGENT_CAPACITY?",
+            id="misspelled",
         ),
     ],
 )
@@ -88,3 +90,15 @@ def test_one_line_per_bad_value(overrides: dict[str, str], want: str) -> None:
     with pytest.raises(SettingsError) as caught:
         validated(AgentSettings, **overrides)
     assert str(caught.value) == want
+
+
+def test_an_unknown_variable_is_refused_and_the_operators_are_not_the_agents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BUILDFARM_AGENT_WORKER_NAEM", "mac-1")
+    monkeypatch.setenv("BUILDFARM_REQUEST_TIMEOUT", "3")  # the operator's: not the agent's business
+    with pytest.raises(SettingsError) as caught:
+        validated(AgentSettings)
+    assert str(caught.value) == (
+        "BUILDFARM_AGENT_WORKER_NAEM is not a setting of the agent; did you mean BUILDFARM_AGENT_WORKER_NAME?"
+    )

@@ -1,12 +1,13 @@
 """Table tests for the pure scheduler: order, matching, capacity, and why a build waits."""
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 
 from buildfarm.api.builds import Build
 from buildfarm.api.workers import Worker
-from buildfarm.domain.scheduling import Snapshot, WaitReason, schedule
+from buildfarm.domain.scheduling import Snapshot, WaitReason, admission_overdue, finished_here, schedule
 from tests.factories import T0, build, reservation, worker
 
 
@@ -129,6 +130,26 @@ CASES = [
         want_assigned={},
     ),
     Case(
+        "a build not admitted yet keeps its place: a later build does not take its slot",
+        [build("earlier", phase=None, created=1), build("later", created=2)],
+        [worker("w1")],
+        want_assigned={},
+        want_waiting={"later": WaitReason.WORKER_BUSY},
+    ),
+    Case(
+        "a build not admitted yet after the free slots takes nothing away",
+        [build("first", created=1), build("unadmitted", phase=None, created=2)],
+        [worker("w1")],
+        want_assigned={"first": "w1"},
+    ),
+    Case(
+        "a reservation for a build out of view counts, however old",
+        [build("b1")],
+        [worker("w1", reservations=[reservation("unseen", age=10 * 86400)])],
+        want_assigned={},
+        want_waiting={"b1": WaitReason.WORKER_BUSY},
+    ),
+    Case(
         "retry after an infrastructure failure gets the next attempt",
         [build("b1", attempt=2)],
         [worker("w1")],
@@ -172,3 +193,106 @@ def test_waiting_message_says_what_to_do() -> None:
         "No Worker serves platform ios with labels xcode=99; register one, "
         "or change spec.workerSelector on a new Build."
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "age_days"), [("a day old", 1), ("dated far in the future", -365 * 900)], ids=["old", "future"]
+)
+def test_a_reservation_out_of_view_is_read_before_it_is_released(name: str, age_days: int) -> None:
+    res = reservation("unseen", age=age_days * 86400)
+    plan = schedule(Snapshot([], [worker("w1", reservations=[res])], now=T0))
+    view = plan.workers["w1"]
+    assert [r.name for r in view.unconfirmed] == ["unseen"]
+    assert (view.load, view.stale) == (1, ())
+
+
+def test_a_reservation_whose_build_was_seen_gone_is_released() -> None:
+    res = reservation("gone")
+    snapshot = Snapshot([], [worker("w1", reservations=[res])], now=T0, deleted=frozenset({res["uid"]}))
+    view = schedule(snapshot).workers["w1"]
+    assert ([r.name for r in view.stale], view.unconfirmed, view.load) == (["gone"], (), 0)
+
+
+def test_a_build_on_a_worker_that_is_not_there_is_an_orphan() -> None:
+    builds = [
+        build("lost", phase="Running", worker="ghost", attempt=1),
+        build("fine", phase="Assigned", worker="w1", attempt=1),
+        build("done", phase="Succeeded", worker="ghost", attempt=1),
+    ]
+    plan = schedule(Snapshot(builds, [worker("w1")], now=T0))
+    assert [b.name for b in plan.orphans] == ["lost"]
+
+
+def test_unadmitted_builds_are_listed_in_queue_order() -> None:
+    builds = [build("b2", phase=None, created=2), build("b1", phase=None, created=1), build("p", created=0)]
+    plan = schedule(Snapshot(builds, [], now=T0))
+    assert [b.name for b in plan.unadmitted] == ["b1", "b2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "phase", "age", "want"),
+    [
+        ("just created", None, timedelta(seconds=5), False),
+        ("older than the grace", None, timedelta(seconds=30), True),
+        ("admitted", "Pending", timedelta(days=1), False),
+    ],
+)
+def test_admission_overdue(name: str, phase: str | None, age: timedelta, want: bool) -> None:
+    b = build("b", phase=phase)  # created at T0
+    assert admission_overdue(b, T0 + age, timedelta(seconds=30)) is want
+
+
+def test_finished_builds_are_counted_once_on_the_worker_they_ran_on() -> None:
+    builds = [
+        build("ok", phase="Succeeded", worker="w1", attempt=1),
+        build("bad", phase="Failed", worker="w1", attempt=1),
+        build("cancelled", phase="Cancelled", worker="w1", attempt=1),
+        build("elsewhere", phase="Succeeded", worker="w2", attempt=1),
+        build("requeued", phase="Pending", attempt=1),
+    ]
+    held = [reservation(b.name) for b in builds]
+    snapshot = Snapshot(builds, [worker("w1", capacity=5, reservations=held), worker("w2")], now=T0)
+    view = schedule(snapshot).workers["w1"]
+    assert len(view.stale) == 5
+    assert finished_here(view, snapshot) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "started_ago", "ready", "not_ready_for", "cancel", "want"),
+    [
+        ("healthy and in time", timedelta(minutes=1), True, None, False, ""),
+        ("past timeout plus grace", timedelta(hours=3), True, None, False, "overdue"),
+        ("worker lost past the delay", timedelta(minutes=1), False, timedelta(minutes=2), False, "lost"),
+        ("worker lost, cancel requested", timedelta(minutes=1), False, timedelta(minutes=2), True, "cancel"),
+        ("worker lost, within the delay", timedelta(minutes=1), False, timedelta(seconds=30), False, ""),
+    ],
+)
+def test_started_builds_that_need_the_operator(
+    name: str, started_ago: timedelta, ready: bool, not_ready_for: timedelta | None, cancel: bool, want: str
+) -> None:
+    b = build("b", phase="Running", worker="w1", attempt=1, cancel=cancel)
+    b.status.started_at = T0 - started_ago  # timeoutSeconds defaults to 2 hours
+    w = worker("w1", ready=ready)
+    if not_ready_for is not None:
+        w.status.conditions[0].last_transition_time = T0 - not_ready_for
+    snapshot = Snapshot([b], [w], now=T0, requeue_delay=timedelta(minutes=1))
+    plan = schedule(snapshot)
+    got = {"overdue": plan.overdue, "lost": plan.lost, "cancel": plan.cancellations}
+    assert {k for k, v in got.items() if v} == ({want} if want else set())
+
+
+def test_no_build_is_lost_during_the_startup_grace() -> None:
+    b = build("b", phase="Running", worker="w1", attempt=1)
+    w = worker("w1", ready=False)
+    w.status.conditions[0].last_transition_time = T0 - timedelta(hours=1)
+    assert schedule(Snapshot([b], [w], now=T0, requeue_delay=None)).lost == []
+
+
+def test_finished_builds_past_their_ttl_expire() -> None:
+    done = build("done", phase="Succeeded", worker="w1", attempt=1)
+    done.spec.ttl_seconds_after_finished = 60
+    done.status.finished_at = T0 - timedelta(seconds=61)
+    fresh = done.model_copy(deep=True)
+    fresh.metadata["name"] = "fresh"
+    fresh.status.finished_at = T0 - timedelta(seconds=59)
+    assert [b.name for b in schedule(Snapshot([done, fresh], [], now=T0)).expired] == ["done"]

@@ -65,3 +65,37 @@ def test_finished_records_the_time_and_reason() -> None:
         T0,
         "CredentialsNotFound",
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "attempt", "want_phase", "want_reason", "want_worker"),
+    [
+        ("first attempt lost: requeued", 1, BuildPhase.PENDING, "Requeued", ""),
+        ("attempts left: requeued", 2, BuildPhase.PENDING, "Requeued", ""),
+        ("last attempt lost: failed", 3, BuildPhase.FAILED, "WorkerLost", "mac-1"),
+    ],
+)
+def test_a_lost_worker_requeues_until_the_attempts_are_spent(
+    name: str, attempt: int, want_phase: BuildPhase, want_reason: str, want_worker: str
+) -> None:
+    running = build("b", phase="Running", worker="mac-1", attempt=attempt)  # maxAttempts 3
+    status = transitions.worker_lost(running, "Worker mac-1 does not exist", T0)
+    assert (status.phase, status.reason, status.worker_name, status.attempt) == (
+        want_phase,
+        want_reason,
+        want_worker,
+        attempt,
+    )
+    assert status.message.startswith("Worker mac-1 does not exist; ")
+
+
+@pytest.mark.parametrize(
+    ("phase", "want_condition"),
+    [(BuildPhase.SUCCEEDED, "Complete"), (BuildPhase.FAILED, "Failed"), (BuildPhase.CANCELLED, "Failed")],
+)
+def test_a_final_phase_sets_the_condition_users_wait_on(phase: BuildPhase, want_condition: str) -> None:
+    running = build("b", phase="Running", worker="w", attempt=1)
+    status = transitions.finished(running, phase, "Done", "done", T0)
+    conditions = {c.type: c.status for c in status.conditions}
+    assert conditions[want_condition] == "True"
+    assert conditions["Scheduled"] == "False"
