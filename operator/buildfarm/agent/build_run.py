@@ -204,7 +204,7 @@ class BuildRun:
             message += runs.last_lines(tail, runs.FAILURE_LINES)
             change = lambda b: runs.failed(b, runs.DEADLINE_EXCEEDED, message, tail, now())  # noqa: E731
         elif why is Why.HANDBACK:
-            change = lambda b: runs.handed_back(b, self.token.worker)  # noqa: E731
+            change = lambda b: runs.handed_back(b, self.token.worker, now())  # noqa: E731
         elif isinstance(outcome, Outcome) and outcome.exit_code == 0:
             kept = artifacts.keep(self.workspace / "out", self.settings.artifacts, started)
             change = lambda b: runs.succeeded(b, kept, tail, now())  # noqa: E731

@@ -196,7 +196,10 @@ class Supervisor:
 
     def _hand_back(self, build: Build) -> None:
         self._write_unstarted(
-            build, BuildPhase.ASSIGNED, lambda b: runs.handed_back(b, self.worker), "handed back"
+            build,
+            BuildPhase.ASSIGNED,
+            lambda b: runs.handed_back(b, self.worker, self.clock()),
+            "handed back",
         )
 
     # Stopping

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from buildfarm.api.builds import LOG_TAIL_MAX, Artifact, Build, BuildPhase, BuildStatus
+from buildfarm.domain import transitions
 from buildfarm.domain.phases import can_transition
 
 STARTED: Final = "Started"
@@ -31,45 +32,25 @@ def log_tail(build: Build, tail: str) -> BuildStatus:
 
 def succeeded(build: Build, artifacts: Sequence[Artifact], tail: str, now: datetime) -> BuildStatus:
     names = ", ".join(a.name for a in artifacts) or "no artifacts"
-    return _next(
-        build,
-        BuildPhase.SUCCEEDED,
-        SUCCEEDED,
-        f"The build succeeded ({names}).",
-        finished_at=now,
-        artifacts=list(artifacts),
-        log_tail=bound_tail(tail),
+    return _final(
+        build, BuildPhase.SUCCEEDED, SUCCEEDED, f"The build succeeded ({names}).", tail, now, artifacts
     )
 
 
 def failed(build: Build, reason: str, message: str, tail: str, now: datetime) -> BuildStatus:
-    return _next(
-        build, BuildPhase.FAILED, reason, message[:MESSAGE_MAX], finished_at=now, log_tail=bound_tail(tail)
-    )
+    return _final(build, BuildPhase.FAILED, reason, message[:MESSAGE_MAX], tail, now)
 
 
 def cancelled(build: Build, tail: str, now: datetime) -> BuildStatus:
-    return _next(
-        build,
-        BuildPhase.CANCELLED,
-        CANCELLED,
-        "Cancelled by the user; the worker stopped the build.",
-        finished_at=now,
-        log_tail=bound_tail(tail),
-    )
+    message = "Cancelled by the user; the worker stopped the build."
+    return _final(build, BuildPhase.CANCELLED, CANCELLED, message, tail, now)
 
 
-def handed_back(build: Build, worker: str) -> BuildStatus:
+def handed_back(build: Build, worker: str, now: datetime) -> BuildStatus:
     """Back to the queue at the same attempt, the worker cleared; handbacks + 1: the attempt is not spent."""
-    return _next(
-        build,
-        BuildPhase.PENDING,
-        HANDED_BACK,
-        f"Worker {worker} stopped and handed the build back unfinished; it waits for another worker.",
-        worker_name="",
-        handbacks=build.status.handbacks + 1,
-        log_tail="",
-    )
+    message = f"Worker {worker} stopped and handed the build back unfinished; it waits for another worker."
+    status = transitions.handed_back(build, HANDED_BACK, message, now)
+    return status.model_copy(update={"log_tail": ""})
 
 
 def orphaned(build: Build, worker: str) -> BuildStatus:
@@ -81,6 +62,23 @@ def orphaned(build: Build, worker: str) -> BuildStatus:
         f"The agent of worker {worker} restarted while the build ran; it waits for another attempt.",
         worker_name="",
     )
+
+
+def _final(
+    build: Build,
+    phase: BuildPhase,
+    reason: str,
+    message: str,
+    tail: str,
+    now: datetime,
+    artifacts: Sequence[Artifact] = (),
+) -> BuildStatus:
+    """The operator's final transition (conditions users wait on included), plus what the agent adds."""
+    status = transitions.finished(build, phase, reason, message, now)
+    update: dict[str, Any] = {"log_tail": bound_tail(tail)}
+    if artifacts:
+        update["artifacts"] = list(artifacts)
+    return status.model_copy(update=update)
 
 
 def exit_message(code: int, tail: str) -> str:

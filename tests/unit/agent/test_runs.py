@@ -31,7 +31,7 @@ def test_running_from_assigned() -> None:
 
 
 def test_handed_back_keeps_the_attempt_and_counts_the_handback() -> None:
-    status = runs.handed_back(build("b", phase="Running", worker="w", attempt=3), "w")
+    status = runs.handed_back(build("b", phase="Running", worker="w", attempt=3), "w", NOW)
     assert (status.phase, status.worker_name, status.attempt, status.handbacks, status.reason) == (
         BuildPhase.PENDING,
         "",
@@ -80,3 +80,10 @@ def test_the_tail_is_bounded_and_starts_at_a_line() -> None:
     assert len(tail) <= LOG_TAIL_MAX
     assert tail.endswith("00999 " + "x" * 94 + "\n")
     assert tail[5] == " "  # a whole line first
+
+
+def test_the_agents_final_writes_set_the_conditions_users_wait_on() -> None:
+    running = build("b", phase="Running", worker="w", attempt=1)
+    done = {c.type: c.status for c in runs.succeeded(running, [], "log", NOW).conditions}
+    failed = {c.type: c.status for c in runs.failed(running, "BuildFailed", "x", "", NOW).conditions}
+    assert (done["Complete"], failed["Failed"]) == ("True", "True")

@@ -145,3 +145,11 @@ def test_handed_back_requeues_without_spending_the_attempt(
 def test_only_a_build_on_a_worker_can_be_handed_back(name: str, phase: str | None) -> None:
     with pytest.raises(ValueError, match="only an Assigned or Running build can be handed back"):
         transitions.handed_back(build("b", phase=phase), "Drained", "x", T0)
+
+
+def test_handbacks_do_not_spend_attempts_when_a_worker_is_lost() -> None:
+    running = build("b", phase="Running", worker="mac-1", attempt=3)  # maxAttempts 3
+    running.status.handbacks = 1  # one of the three assignments was handed back unfinished
+    status = transitions.worker_lost(running, "Worker mac-1 is not Ready", T0)
+    assert (status.phase, status.reason) == (BuildPhase.PENDING, "Requeued")
+    assert status.message.endswith("requeued for attempt 3 of 3.")
