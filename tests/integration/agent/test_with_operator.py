@@ -3,11 +3,18 @@ assigns the builds a user submits, and the agent runs them to Succeeded; when th
 releases its Lease, the operator marks the Worker not Ready at once (AgentStopped)."""
 
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
-from kubernetes.client import CoreV1Api
+import pytest
+from kubernetes.client import ApiClient, CoreV1Api
 
+from buildfarm.agent.fenced import FencedWriter, Lost
 from buildfarm.api.workers import Worker
+from buildfarm.domain import runs
+from buildfarm.domain.fencing import Token
+from buildfarm.errors import Conflict
+from buildfarm.kube.gateway import Gateway
 from tests.support.agents import AgentFarm, ArchiveServer
 from tests.support.farm import FARM_NAMESPACE, Farm, ensure_namespace, wait_for
 from tests.support.operators import operators
@@ -62,3 +69,43 @@ def _worker(farm: Farm, name: str) -> Worker | None:
         return farm.get_worker(name)
     except Exception:
         return None
+
+
+def test_a_killed_agents_build_is_finished_by_another_and_the_dead_one_is_fenced_off(
+    agents: AgentFarm,
+    farm: Farm,
+    archives: ArchiveServer,
+    kubeconfig: str,
+    tmp_path: Path,
+    api_client: ApiClient,
+) -> None:
+    """kill -9 an agent mid-build: the operator sees its Lease lapse and requeues the build, another agent
+    finishes it at the next attempt, and whatever the dead agent writes late is refused."""
+    env = OPERATOR_ENV | {"BUILDFARM_FARM_NAMESPACE": farm.namespace, "BUILDFARM_LEASE_GRACE_SECONDS": "5"}
+    with operators(1, kubeconfig, tmp_path, ["--namespace", farm.namespace], env=env):
+        with agents.agent("first", platforms="android") as first:
+            farm.build("app", platform="android", source=archives.source("app", seconds=8, lines=8))
+            wait_for(
+                "app Running on the first agent", lambda: farm.get_build("app").status.phase == "Running"
+            )
+            stale = farm.get_build("app")
+            assert stale.status.worker_name == first.worker
+            first.signal(signal.SIGKILL)
+            first.wait()
+        with agents.agent("second", platforms="android") as second:
+            done = wait_for(
+                "app finished by the second agent",
+                lambda: (b := farm.get_build("app")).status.phase == "Succeeded" and b,
+                timeout=120,
+            )
+            assert (done.status.worker_name, done.status.attempt) == (second.worker, 2)
+
+    # The dead agent comes back late with what it knew: attempt 1 on its worker.
+    gateway = Gateway(api_client, (5.0, 10.0))
+    with pytest.raises(Lost):
+        FencedWriter(gateway, farm.namespace, "app", Token.of(stale)).write(
+            lambda b: runs.failed(b, "BuildFailed", "late", "", datetime.now(UTC))
+        )
+    with pytest.raises(Conflict):  # a blind write on the version it had read
+        gateway.write_build_status(stale, runs.failed(stale, "BuildFailed", "late", "", datetime.now(UTC)))
+    assert farm.get_build("app").status.phase == "Succeeded"
