@@ -81,16 +81,18 @@ def custom_objects(api_client: client.ApiClient) -> client.CustomObjectsApi:
 
 @pytest.fixture
 def namespace(core_v1: client.CoreV1Api, custom_objects: client.CustomObjectsApi) -> Iterator[str]:
-    """A fresh namespace for one test; deleted afterwards without waiting (nothing finalizes it locally).
-
-    Its Builds are deleted first (they have no finalizers, so they go at once): the namespace itself stays
-    Terminating without a controller-manager, and its builds would otherwise be work for the cluster-wide
-    operators of later tests."""
+    """A fresh namespace for one test; deleted afterwards without waiting (see discard_namespace)."""
     body = client.V1Namespace(metadata=client.V1ObjectMeta(generate_name="test-", labels=MANAGED_BY_LABEL))
     created = core_v1.create_namespace(body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
     name = created.metadata.name if created.metadata else None
     assert name, "the API server did not name the generated namespace"
     yield name
+    discard_namespace(core_v1, custom_objects, name)
+
+
+def discard_namespace(core_v1: client.CoreV1Api, custom_objects: client.CustomObjectsApi, name: str) -> None:
+    """Delete a test's namespace, its Builds first: without a controller-manager the namespace stays
+    Terminating with whatever it holds, and its builds would be work for later cluster-wide operators."""
     with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError):
         custom_objects.delete_collection_namespaced_custom_object(
             GROUP, VERSION, name, BUILD_PLURAL, _request_timeout=REQUEST_TIMEOUT_SECONDS * 6

@@ -147,15 +147,21 @@ def view_worker(worker: Worker, snapshot: Snapshot) -> WorkerView:
 
 def finished_here(view: WorkerView, snapshot: Snapshot) -> tuple[int, int]:
     """(succeeded, failed): the stale reservations of the view whose build finished on this worker at
-    that attempt. Counted in the same conditional write that releases them, so each counts once."""
+    that attempt. Counted in the same conditional write that releases them, so each counts once. A
+    reservation written after the build was bound (by a planner whose cache lagged so far that the build
+    had already run) is a duplicate: it is released, never counted."""
     succeeded = failed = 0
+    counted: set[tuple[str, int]] = set()
     for res in view.stale:
         build = snapshot.builds_by_ref.get(BuildRef(res.namespace, res.name))
-        if build is None or build.uid != res.uid:
+        if build is None or build.uid != res.uid or (res.uid, res.attempt) in counted:
             continue
         status = build.status
         if (status.worker_name, status.attempt) != (view.worker.name, res.attempt):
             continue
+        if status.assigned_at is not None and res.reserved_at > status.assigned_at:
+            continue
+        counted.add((res.uid, res.attempt))
         succeeded += status.phase == BuildPhase.SUCCEEDED
         failed += status.phase == BuildPhase.FAILED
     return succeeded, failed

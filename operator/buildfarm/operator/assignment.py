@@ -57,17 +57,21 @@ class Assigner:
 
     def assign(self, plan: Assignment, snapshot: Snapshot) -> Outcome:
         """`snapshot` (the watch cache) only judges which reservations are stale; see reservations.py."""
+        held = None
         if not plan.already_reserved:
-            self.reserve(plan.worker, plan.build, plan.attempt, snapshot)
-        return self.bind(plan.build, plan.worker, plan.attempt)
+            held = self.reserve(plan.worker, plan.build, plan.attempt, snapshot)
+        return self.bind(plan.build, plan.worker, plan.attempt, held=held)
 
-    def reserve(self, worker_name: str, build: Build, attempt: int, snapshot: Snapshot) -> None:
-        """Hold a slot on the worker for (build, attempt); raises TransientError if none is free."""
+    def reserve(self, worker_name: str, build: Build, attempt: int, snapshot: Snapshot) -> Reservation | None:
+        """Hold a slot on the worker for (build, attempt); the reservation this call wrote, or None if one
+        was there already. Raises TransientError if no slot is free."""
         for _ in range(MAX_CONFLICTS):
             worker = self._read_worker(worker_name)
             view = view_worker(worker, snapshot)
-            if any(_is_for(r, build, attempt) for r in view.live):
-                return
+            # Any reservation for this attempt, stale or not: adding a second would let the same finished
+            # build be counted twice.
+            if any(_is_for(r, build, attempt) for r in worker.status.reservations):
+                return None
             if not eligible(worker, build) or not view.schedulable:
                 raise TransientError(
                     f"worker {worker_name} is no longer Ready or eligible", reason=WaitReason.WORKER_NOT_READY
@@ -75,20 +79,25 @@ class Assigner:
             if view.free <= 0:
                 raise TransientError(f"worker {worker_name} has no free slot", reason=WaitReason.WORKER_BUSY)
             held = self._reservation(build, attempt)
-            status = worker.status.model_copy(update={"reservations": [*view.live, held]})
+            # Stale reservations stay: only release_stale drops them, counting the finished builds in
+            # the same write (dropping them here would lose those counts).
+            status = worker.status.model_copy(update={"reservations": [*worker.status.reservations, held]})
             try:
                 self.gateway.write_worker_status(worker, status)
-                return
+                return held
             except Conflict:
                 continue
         raise Conflict(f"worker {worker_name} kept changing; will retry", reason=WaitReason.WORKER_BUSY)
 
-    def bind(self, build: Build, worker_name: str, attempt: int) -> Outcome:
-        """Bind the build to the worker at `attempt`, guarded by the build's resourceVersion."""
+    def bind(
+        self, build: Build, worker_name: str, attempt: int, *, held: Reservation | None = None
+    ) -> Outcome:
+        """Bind the build to the worker at `attempt`, guarded by the build's resourceVersion. `held`: the
+        reservation this operator just wrote, if it wrote one (see _lost)."""
         expected = self._reservation(build, attempt)
         for _ in range(MAX_CONFLICTS):
             if not can_roll_forward(expected, build):
-                return self._lost(build, worker_name, attempt)
+                return self._lost(build, worker_name, attempt, held=held)
             try:
                 bound = self.gateway.write_build_status(
                     build, transitions.assigned(build, worker_name, attempt, self.clock())
@@ -105,10 +114,17 @@ class Assigner:
                     return Outcome(Result.SKIPPED, build)
         raise Conflict(f"build {build.namespace}/{build.name} kept changing; will retry", reason="Conflict")
 
-    def _lost(self, build: Build, worker_name: str, attempt: int) -> Outcome:
+    def _lost(
+        self, build: Build, worker_name: str, attempt: int, *, held: Reservation | None = None
+    ) -> Outcome:
         status = build.status
         if status.attempt == attempt and status.worker_name == worker_name:
-            return Outcome(Result.ASSIGNED, build)  # someone completed our reservation
+            if held is not None and status.assigned_at is not None and status.assigned_at < held.reserved_at:
+                # Bound here before we reserved, yet the worker had no reservation for it: the planner's
+                # cache was so stale that the build had run (even finished) and its slot was released.
+                # Ours is surplus (and never counted: see finished_here). Bound after: we were completed.
+                self.release(worker_name, self._reservation(build, attempt))
+            return Outcome(Result.ASSIGNED, build)  # someone completed an assignment to this worker
         self.release(worker_name, self._reservation(build, attempt))
         return Outcome(Result.SKIPPED, build)
 

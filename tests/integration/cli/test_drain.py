@@ -1,19 +1,16 @@
 """`buildfarm worker drain` cordons a worker, waits for its builds until a deadline, then requeues the rest
 without spending their attempt; it reports one line per build and a summary."""
 
-import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import urllib3
 from kubernetes import client
 from kubernetes.client import CoreV1Api, CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
 
-from tests.conftest import MANAGED_BY_LABEL
+from tests.conftest import MANAGED_BY_LABEL, discard_namespace
 from tests.integration.cli.conftest import (
     assigned,
     cli_env,
@@ -36,8 +33,7 @@ def other(core_v1: CoreV1Api, custom_objects: CustomObjectsApi) -> Iterator[Farm
     body = client.V1Namespace(metadata=client.V1ObjectMeta(generate_name="test-", labels=MANAGED_BY_LABEL))
     name = core_v1.create_namespace(body, _request_timeout=TIMEOUT).metadata.name
     yield Farm(custom_objects, name)
-    with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError):
-        core_v1.delete_namespace(name, _request_timeout=TIMEOUT)
+    discard_namespace(core_v1, custom_objects, name)
 
 
 def test_drain_with_deadline_0_requeues_assigned_and_running_builds(

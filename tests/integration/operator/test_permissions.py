@@ -88,8 +88,10 @@ def test_the_table_is_all_the_operator_needs(
     log = tmp_path / "operator.log"
 
     with operator_process(identity.kubeconfig, log, *args) as proc:
-        signed = farm.build("signed", credentials={"secretName": "signing"})
-        unsigned = farm.build("no-secret", credentials={"secretName": "missing"})
+        # Only this test's worker: serving all namespaces, the operator sees other tests' leftovers too.
+        mine = {"matchLabels": {"buildfarm.dev/test": namespace}}
+        signed = farm.build("signed", credentials={"secretName": "signing"}, workerSelector=mine)
+        unsigned = farm.build("no-secret", credentials={"secretName": "missing"}, workerSelector=mine)
         wait_for("the signed build to be assigned", lambda: assigned(farm, signed) == worker, timeout=60)
         wait_for(
             "the build without its Secret to fail",

@@ -14,7 +14,7 @@ import pytest
 from kubernetes.client import CoreV1Api, CustomObjectsApi, V1Namespace, V1ObjectMeta
 
 from buildfarm import constants as c
-from tests.conftest import MANAGED_BY_LABEL
+from tests.conftest import MANAGED_BY_LABEL, discard_namespace
 from tests.support.farm import Farm, events_for, wait_for
 from tests.support.invariants import watching_active_builds
 from tests.support.operators import operator_process
@@ -30,10 +30,7 @@ def first_namespace(core_v1: CoreV1Api, custom_objects: CustomObjectsApi) -> Ite
         V1Namespace(metadata=V1ObjectMeta(name=name, labels=MANAGED_BY_LABEL)), _request_timeout=TIMEOUT
     )
     yield name
-    custom_objects.delete_collection_namespaced_custom_object(
-        c.GROUP, c.VERSION, name, c.BUILD_PLURAL, _request_timeout=TIMEOUT
-    )
-    core_v1.delete_namespace(name, _request_timeout=TIMEOUT)
+    discard_namespace(core_v1, custom_objects, name)
 
 
 @contextmanager

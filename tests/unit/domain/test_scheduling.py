@@ -296,3 +296,14 @@ def test_finished_builds_past_their_ttl_expire() -> None:
     fresh.metadata["name"] = "fresh"
     fresh.status.finished_at = T0 - timedelta(seconds=59)
     assert [b.name for b in schedule(Snapshot([done, fresh], [], now=T0)).expired] == ["done"]
+
+
+def test_a_duplicate_reservation_written_after_the_bind_is_not_counted() -> None:
+    done = build("done", phase="Succeeded", worker="w1", attempt=1)
+    done.status.assigned_at = T0 - timedelta(seconds=50)
+    original = reservation("done", age=60)  # reserved, then bound 10 s later
+    late = reservation("done", age=5)  # re-added by a planner that still saw the build Pending
+    snapshot = Snapshot([done], [worker("w1", capacity=2, reservations=[original, late])], now=T0)
+    view = schedule(snapshot).workers["w1"]
+    assert len(view.stale) == 2
+    assert finished_here(view, snapshot) == (1, 0)
