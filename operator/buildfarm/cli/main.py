@@ -5,6 +5,7 @@ import click
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
 from buildfarm.cli.operator import operator_command
+from buildfarm.cli.worker_admin import attach as attach_worker_admin
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +16,8 @@ def cli() -> None:
 dev.add_command(crds)
 cli.add_command(dev)
 cli.add_command(operator_command)
+# After any `worker` group is added: attach() joins it, or creates it.
+attach_worker_admin(cli)
 
 
 def main() -> None:
