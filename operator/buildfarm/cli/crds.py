@@ -27,7 +27,7 @@ def crds(out: Path, chart: Path, check: bool) -> None:
     """Generate the CustomResourceDefinitions from the pydantic models."""
     stale = []
     generated = {out / name: text for name, text in rendered_crds().items()}
-    generated |= {chart / name: text for name, text in rendered_files().items()}
+    generated |= {chart / name: text for name, text in rendered_files(chart).items()}
     for path, text in generated.items():
         if path.exists() and path.read_text() == text:
             continue
