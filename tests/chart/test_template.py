@@ -239,9 +239,10 @@ def test_settings_keys_are_the_operator_settings() -> None:
 
 def test_policy_guards_every_operator_field_of_worker_status() -> None:
     text = (CHART / "templates" / "agent-policy.yaml").read_text()
-    (listed,) = re.findall(r'range list ((?:"\w+" ?)+)', text)
+    (listed,) = re.findall(r'range \$field, \$absent := dict ((?:"[\w\[\]]+" ?)+)', text)
     fields = {f.alias or name for name, f in WorkerStatus.model_fields.items()}
-    assert sorted(re.findall(r'"(\w+)"', listed)) == sorted(fields - {"capabilities"})
+    pairs = dict(re.findall(r'"(\w+)" "([^"]*)"', listed))
+    assert sorted(pairs) == sorted(fields - {"capabilities"})
 
 
 @pytest.mark.parametrize(
