@@ -4,6 +4,9 @@
 # base, pinned packages, no caches, SOURCE_DATE_EPOCH for the wheel's timestamps. For a byte-stable
 # base pin the digest too: --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest>.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# Who owns the installed code: root, so the non-root process cannot change it. Only the Tiltfile's dev
+# build passes the pod's user, so that live update can sync sources in.
+ARG APP_OWNER=0
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -23,10 +26,11 @@ RUN /opt/buildfarm/bin/pip install --no-deps --no-build-isolation /src \
  && find /opt/buildfarm -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}
+ARG APP_OWNER
 LABEL org.opencontainers.image.title="buildfarm-operator" \
       org.opencontainers.image.source="https://github.com/buildfarm-dev/buildfarm" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /opt/buildfarm /opt/buildfarm
+COPY --from=build --chown=${APP_OWNER}:0 /opt/buildfarm /opt/buildfarm
 ENV PATH=/opt/buildfarm/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -58,6 +58,12 @@ def test_final_stage_runs_the_operator_as_a_numeric_non_root_user() -> None:
     assert not [arg for word, arg in final if word == "RUN"], "the final stage only copies the built venv"
 
 
+def test_code_belongs_to_root_unless_built_for_live_update() -> None:
+    args = dict(arg.split("=", 1) for word, arg in instructions() if word == "ARG" and "=" in arg)
+    assert args["APP_OWNER"] == "0"
+    assert ("COPY", "--from=build --chown=${APP_OWNER}:0 /opt/buildfarm /opt/buildfarm") in stages()[-1]
+
+
 def test_chart_runs_the_image_as_built() -> None:
     deployment = (ROOT / "charts" / "buildfarm" / "templates" / "deployment.yaml").read_text()
     assert "            - operator\n" in deployment  # the args after the ENTRYPOINT
