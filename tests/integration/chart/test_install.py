@@ -4,7 +4,13 @@ edit user. No kubelet runs, so the operator's pods never start: the objects, the
 the API server's refusals are what is asserted.
 """
 
+import base64
 import json
+import os
+import signal
+import socket
+import subprocess
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -23,7 +30,8 @@ from buildfarm.dev.binaries import helm as helm_binary
 from buildfarm.dev.controlplane import new_api_client
 from tests.support.chart import CHART, Helm, values_args
 from tests.support.farm import wait_for
-from tests.support.identities import Identity, service_account
+from tests.support.identities import Identity, service_account, write_kubeconfig
+from tests.support.operators import buildfarm_command
 
 TIMEOUT = 10
 T0 = "2026-01-01T00:00:00Z"
@@ -520,3 +528,96 @@ def _succeeds(call: Callable[[], object]) -> bool:
     except ApiException:
         return False
     return True
+
+
+# The operator's identity
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_operator_runs_and_assigns_with_the_charts_identity(
+    farm: Farm, release: Release, api_client: client.ApiClient, kubeconfig: str, tmp_path: Path
+) -> None:
+    """The real operator, with a token of the chart's operator ServiceAccount and the chart's settings
+    (peering, the farm namespace, the liveness endpoint): its startup check finds every permission it
+    needs, it reads the agent's Lease, marks the Worker Ready and assigns a build to it."""
+    account = f"{release.fullname}-operator"
+    token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
+        account,
+        release.namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    )
+    admin_config = yaml.safe_load(Path(kubeconfig).read_text())
+    cluster = admin_config["clusters"][0]["cluster"]
+    ca = (
+        cluster.get("certificate-authority-data")
+        or base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    )
+    operator_kubeconfig = write_kubeconfig(
+        tmp_path / "operator.kubeconfig", cluster["server"], {"token": token.status.token}, ca
+    )
+    suffix = uuid.uuid4().hex[:6]
+    worker = f"mac-op-{suffix}"
+    agent = Agent(worker, add_worker(release, worker, "--capacity", "8", "--label", f"chart-test={suffix}"))
+    port = free_port()
+    log = tmp_path / "operator.log"
+    try:
+        wait_for(
+            "the agent's Lease",
+            lambda: _succeeds(lambda: agent.create_lease(release.farm, worker, worker)),
+            timeout=30,
+        )
+        build = f"op-{suffix}"
+        body = {
+            "apiVersion": c.API_VERSION,
+            "kind": c.BUILD_KIND,
+            "metadata": {"name": build},
+            "spec": {
+                "platform": "ios",
+                "source": {"git": {"url": "https://example.com/app.git"}},
+                "workerSelector": {"matchLabels": {"chart-test": suffix}},
+            },
+        }
+        farm.admin.create_namespaced_custom_object(c.GROUP, c.VERSION, farm.namespace, c.BUILD_PLURAL, body)
+        environ = {
+            **os.environ,
+            "KUBECONFIG": str(operator_kubeconfig),
+            "BUILDFARM_FARM_NAMESPACE": release.farm,
+            "BUILDFARM_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
+            "BUILDFARM_RESYNC_SECONDS": "2",
+        }
+        with log.open("wb") as out:
+            # As the chart runs it: two replicas peer, so no --standalone.
+            proc = subprocess.Popen(
+                [*buildfarm_command(), "operator"], stdout=out, stderr=subprocess.STDOUT, env=environ
+            )
+        try:
+
+            def assigned() -> bool:
+                assert proc.poll() is None, (
+                    f"the operator exited {proc.returncode}: {log.read_text()[-2000:]}"
+                )
+                status = farm.get_build(build).get("status", {})
+                return status.get("phase") == "Assigned" and status.get("workerName") == worker
+
+            wait_for(f"build {build} assigned to {worker}", assigned, timeout=90)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+                assert response.status == 200
+            assert "Forbidden" not in log.read_text()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    finally:
+        agent.close()
+        admin_result = admin(release, "remove", worker)
+        assert admin_result.exit_code == 0, admin_result.output
