@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress bench demo down crds clean kind-up kind-test kind-down
+.PHONY: setup test lint unit integration stress load bench demo down crds clean kind-up kind-test kind-down
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ integration: setup
 
 stress: setup ## Run the concurrency scenarios 100 times (ROUNDS=n to change) and print the pass count
 	bash hack/stress.sh $(or $(ROUNDS),100)
+
+load: setup ## A burst of 5,000 builds (BURST=n to change) against one operator: every build reaches a phase
+	BUILDFARM_TEST_BURST_BUILDS=$(or $(BURST),5000) $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 \
+	  tests/integration/operator/test_load.py -k burst
 
 bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
 	$(BIN)/python hack/bench_scheduler.py

@@ -1,50 +1,99 @@
 #!/usr/bin/env bash
-# End to end on a local control plane: start etcd + kube-apiserver (CRDs installed), run the operator,
-# register two workers, queue the sample builds, and show them assigned. Leaves the control plane up for
-# you to explore with kubectl; `make down` stops it.
+# End to end on a local control plane: start etcd + kube-apiserver (CRDs installed), run the operator and
+# two worker agents (shell executor, with examples/fake-eas-build.py standing in for `eas build`), serve
+# the sample project as a source archive on 127.0.0.1, submit three builds and show them reach Succeeded
+# with their artifacts. Leaves the control plane up for you to explore with kubectl; `make down` stops it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$PWD"
 bin=.venv/bin
-export PATH="$PWD/$bin:$PATH"
+export PATH="$repo/$bin:$PATH"
+python="$repo/$bin/python"
 
 eval "$(buildfarm dev controlplane up)"
-state=.buildfarm
-mkdir -p "$state"
+state="$repo/.buildfarm/demo"
+rm -rf "$state" && mkdir -p "$state/serve"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+for ns in buildfarm-system demo; do
+  kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
+kubectl -n demo delete builds --all >/dev/null  # a second run starts over (a Build's spec is immutable)
+
+# The sample project as the source archive a build downloads (plain http is allowed only on loopback).
+tar -czf "$state/serve/sample-app.tgz" -C examples/sample-app .
+sha="$(sha256sum "$state/serve/sample-app.tgz" | cut -d' ' -f1)"
+port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$python" -m http.server --bind 127.0.0.1 --directory "$state/serve" "$port" >"$state/http.log" 2>&1 &
+pids+=($!)
 
 buildfarm operator --standalone >"$state/operator.log" 2>&1 &
-operator=$!
-trap 'kill "$operator" 2>/dev/null; wait "$operator" 2>/dev/null || true' EXIT
+pids+=($!)
 
-kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply -f crds/samples/worker-mac-mini.yaml -f crds/samples/worker-linux.yaml
-# No worker agent runs here yet, so stand in for its heartbeat: mark both workers Ready.
-now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-for worker in mac-mini-1 linux-1; do
-  kubectl patch worker "$worker" --subresource=status --type=merge -p "{\"status\":{\"conditions\":[
-    {\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"DemoHeartbeat\",\"message\":\"marked Ready by hack/demo.sh\",
-     \"lastTransitionTime\":\"$now\"}]}}" >/dev/null
+command="$python $repo/examples/fake-eas-build.py build --local --non-interactive --platform {platform} --profile {profile} --output {artifact}"
+start_agent() {  # name, capacity, platforms...
+  local name="$1" capacity="$2"
+  shift 2
+  local platforms=()
+  for platform in "$@"; do platforms+=(--platform "$platform"); done
+  BUILDFARM_AGENT_COMMAND="$command" buildfarm agent --worker-name "$name" --capacity "$capacity" \
+    "${platforms[@]}" --work-dir "$state/agent-$name" --stop-grace 5 >"$state/agent-$name.log" 2>&1 &
+  pids+=($!)
+}
+start_agent mac-mini-1 2 ios android
+start_agent linux-1 1 android
+
+url="http://127.0.0.1:$port/sample-app.tgz"
+for build in "sample-ios-1 ios production" "sample-android-1 android preview" "sample-android-2 android production"; do
+  read -r name platform profile <<<"$build"
+  kubectl -n demo apply -f - >/dev/null <<YAML
+apiVersion: buildfarm.dev/v1alpha1
+kind: Build
+metadata:
+  name: $name
+spec:
+  platform: $platform
+  profile: $profile
+  source:
+    archive:
+      url: $url
+      sha256: $sha
+YAML
 done
-kubectl -n demo create secret generic myapp-ios-signing --from-literal=p12=demo --dry-run=client -o yaml \
-  | kubectl apply -f - >/dev/null
-kubectl -n demo apply -f crds/samples/build-ios-archive.yaml -f crds/samples/build-android-git.yaml
+echo "submitted 3 builds; waiting for the agents to run them ..."
 
-echo "waiting for the operator to assign the builds ..."
-for _ in $(seq 1 60); do
-  phases="$(kubectl -n demo get builds -o jsonpath='{.items[*].status.phase}')"
-  if [[ "$phases" == "Assigned Assigned" ]]; then break; fi
+phases=""
+for _ in $(seq 1 120); do
+  phases="$(kubectl -n demo get builds -o jsonpath='{range .items[*]}{.status.phase}{" "}{end}')"
+  if [[ "$phases" == "Succeeded Succeeded Succeeded " ]]; then break; fi
+  if [[ "$phases" == *Failed* || "$phases" == *Cancelled* ]]; then break; fi
   sleep 1
 done
-kubectl get builds -A -o wide
 kubectl get workers
-if [[ "$phases" != "Assigned Assigned" ]]; then
-  echo "the builds were not assigned; operator log: $state/operator.log" >&2
+kubectl -n demo get builds -o wide
+if [[ "$phases" != "Succeeded Succeeded Succeeded " ]]; then
+  echo "the builds did not all succeed (phases: $phases); logs in $state/" >&2
   exit 1
 fi
+echo
+echo "artifacts:"
+kubectl -n demo get builds \
+  -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{range .status.artifacts[*]}{.name} {.size} bytes sha256:{.sha256} {.location}{end}{"\n"}{end}'
 cat <<MSG
 
-buildfarm works: both builds were assigned. The control plane is still running:
+buildfarm works: three builds ran on two agents and succeeded. The operator and the agents stop now;
+the control plane keeps running:
   export KUBECONFIG=$KUBECONFIG
-  kubectl describe build -n demo myapp-ios-1
-  buildfarm operator --standalone        # run the operator again in the foreground
-  make down                              # stop the control plane
+  kubectl describe build -n demo sample-ios-1       # conditions, Events (Queued, Assigned, ...)
+  kubectl get build -n demo sample-ios-1 -o jsonpath='{.status.logTail}'
+  buildfarm retry sample-ios-1 -n demo               # a new build with the same spec, linked both ways
+  buildfarm operator --standalone                    # run the operator again in the foreground
+  make down                                          # stop the control plane
+Logs of this run: $state/
 MSG

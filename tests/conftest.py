@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
+from buildfarm.constants import BUILD_PLURAL, GROUP, VERSION
 from buildfarm.dev import crds
 from buildfarm.dev.controlplane import ControlPlane, new_api_client
 
@@ -79,13 +80,21 @@ def custom_objects(api_client: client.ApiClient) -> client.CustomObjectsApi:
 
 
 @pytest.fixture
-def namespace(core_v1: client.CoreV1Api) -> Iterator[str]:
-    """A fresh namespace for one test; deleted afterwards without waiting (nothing finalizes it locally)."""
+def namespace(core_v1: client.CoreV1Api, custom_objects: client.CustomObjectsApi) -> Iterator[str]:
+    """A fresh namespace for one test; deleted afterwards without waiting (nothing finalizes it locally).
+
+    Its Builds are deleted first (they have no finalizers, so they go at once): the namespace itself stays
+    Terminating without a controller-manager, and its builds would otherwise be work for the cluster-wide
+    operators of later tests."""
     body = client.V1Namespace(metadata=client.V1ObjectMeta(generate_name="test-", labels=MANAGED_BY_LABEL))
     created = core_v1.create_namespace(body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
     name = created.metadata.name if created.metadata else None
     assert name, "the API server did not name the generated namespace"
     yield name
+    with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError):
+        custom_objects.delete_collection_namespaced_custom_object(
+            GROUP, VERSION, name, BUILD_PLURAL, _request_timeout=REQUEST_TIMEOUT_SECONDS * 6
+        )
     with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError):
         core_v1.delete_namespace(name, _request_timeout=REQUEST_TIMEOUT_SECONDS)
 

@@ -19,5 +19,10 @@ CATEGORY: Final = "buildfarm"
 # The field a worker agent selects on to watch only its own builds.
 BUILD_WORKER_FIELD: Final = "status.workerName"
 
+# How `buildfarm retry` links a retry and the build it retries, both ways (see docs/cli.md).
+RETRY_OF: Final = f"{GROUP}/retry-of"  # label and annotation of the retry: the parent's name
+RETRY_OF_UID: Final = f"{GROUP}/retry-of-uid"  # annotation of the retry: the parent's uid
+RETRIED_BY: Final = f"{GROUP}/retried-by"  # annotation of the parent: its latest retry's name
+
 LABEL_PREFIX: Final = "app.kubernetes.io"
 MANAGED_BY: Final = "buildfarm-operator"

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Self, get_args
+from typing import Annotated, Any, ClassVar, Final, Self, TypeVar, get_args
 
 import annotated_types
 from pydantic import (
@@ -32,6 +32,10 @@ SECRET_MIN_BYTES: Final = 32
 NAMESPACES_MAX: Final = 100
 _NAMESPACE_MAX_LENGTH: Final = 63
 _NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Custom error types whose message already says all (and never shows a secret).
+SELF_EXPLAINING_ERRORS: Final = frozenset(
+    {"namespace_name", "secret_too_short", "worker_name", "label", "env_name", "command"}
+)
 # Marks a numeric field whose bounds are rendered as "between A and B seconds".
 _UNIT: Final = "unit"
 _SHOWN_MAX: Final = 80
@@ -85,11 +89,16 @@ def _seconds(default: float, *, ge: float, le: float, description: str) -> Any:
     return Field(default, ge=ge, le=le, description=description, json_schema_extra={_UNIT: "seconds"})
 
 
+seconds_field = _seconds  # for the settings of other commands (the agent's)
+
+
 class OperatorSettings(BaseSettings):
     """How the operator connects to Kubernetes and how long anything may take.
 
     Each field `x` is read from the environment variable `BUILDFARM_X` (case-insensitive; empty = unset).
     """
+
+    WHO: ClassVar[str] = "the operator"  # named in "is not a setting of ..."
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -221,7 +230,7 @@ class OperatorSettings(BaseSettings):
     @model_validator(mode="after")
     def _timeouts_agree(self) -> Self:
         if self.connect_timeout > self.request_timeout:
-            raise _conflict(
+            raise conflict(
                 f"{env_var('connect_timeout')} ({self.connect_timeout:g}) must not exceed "
                 f"{env_var('request_timeout')} ({self.request_timeout:g}): "
                 "lower the first or raise the second",
@@ -229,7 +238,7 @@ class OperatorSettings(BaseSettings):
                 "request_timeout",
             )
         if self.watch_client_timeout <= self.watch_server_timeout:
-            raise _conflict(
+            raise conflict(
                 f"{env_var('watch_client_timeout')} ({self.watch_client_timeout:g}) must be greater than "
                 f"{env_var('watch_server_timeout')} ({self.watch_server_timeout:g}), or the operator drops "
                 "healthy watches: raise the first or lower the second",
@@ -239,9 +248,9 @@ class OperatorSettings(BaseSettings):
         return self
 
 
-def env_var(field: str) -> str:
+def env_var(field: str, prefix: str = ENV_PREFIX) -> str:
     """The environment variable of a setting: `request_timeout` -> `BUILDFARM_REQUEST_TIMEOUT`."""
-    return f"{ENV_PREFIX}{field.upper()}"
+    return f"{prefix}{field.upper()}"
 
 
 @dataclass(frozen=True)
@@ -250,13 +259,14 @@ class SettingsProblem:
 
     fields: tuple[str, ...]
     message: str
+    prefix: str = ENV_PREFIX
 
     def render(self, names: Mapping[str, str]) -> str:
         """The message with some settings named differently, e.g. by the command-line flag that set them."""
         text = self.message
         for field in self.fields:
             if field in names:
-                text = re.sub(rf"\b{re.escape(env_var(field))}\b", names[field], text)
+                text = re.sub(rf"\b{re.escape(env_var(field, self.prefix))}\b", names[field], text)
         return text
 
 
@@ -277,20 +287,38 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     `environ` is only checked for unknown `BUILDFARM_*` variables (default: os.environ); the values are
     read from os.environ by pydantic-settings.
     """
-    problems = [SettingsProblem((), unknown_setting(name)) for name in unknown_variables(environ)]
+    return validated(OperatorSettings, environ, **overrides)
+
+
+AnySettings = TypeVar("AnySettings", bound=BaseSettings)
+
+
+def validated(
+    model: type[AnySettings], environ: Mapping[str, str] | None = None, **overrides: Any
+) -> AnySettings:
+    """The settings of any command (operator, agent) from its prefix's variables and `overrides`, or a
+    SettingsError that names each problem the same way for all of them."""
+    problems = [
+        SettingsProblem((), unknown_setting(name, model), _prefix(model))
+        for name in unknown_variables(environ, model)
+    ]
     try:
-        settings = OperatorSettings(**overrides)
+        settings = model(**overrides)
     except ValidationError as error:
         # `from None`: the pydantic error echoes inputs, which may include a secret.
-        raise SettingsError([*problems, *_problems(error)]) from None
+        raise SettingsError([*problems, *_problems(error, model)]) from None
     if problems:
         raise SettingsError(problems)
     return settings
 
 
-def setting_variables() -> list[str]:
-    """Every environment variable that is a setting of the operator, e.g. `BUILDFARM_REQUEST_TIMEOUT`."""
-    return [env_var(field) for field in OperatorSettings.model_fields]
+def _prefix(model: type[BaseSettings]) -> str:
+    return str(model.model_config.get("env_prefix") or "")
+
+
+def setting_variables(model: type[BaseSettings] = OperatorSettings) -> list[str]:
+    """Every environment variable that is a setting, e.g. `BUILDFARM_REQUEST_TIMEOUT`."""
+    return [env_var(field, _prefix(model)) for field in model.model_fields]
 
 
 def is_foreign(name: str) -> bool:
@@ -302,36 +330,41 @@ def is_foreign(name: str) -> bool:
     )
 
 
-def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The `BUILDFARM_*` variables set (not empty) in `environ` that are neither settings nor foreign.
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, model: type[BaseSettings] = OperatorSettings
+) -> list[str]:
+    """The variables under the model's prefix set (not empty) in `environ` that are neither its settings
+    nor foreign (only the operator's prefix, `BUILDFARM_`, is shared with other programs).
 
     Names are compared ignoring case, as the settings are read.
     """
-    known = set(setting_variables())
+    prefix = _prefix(model)
+    known = set(setting_variables(model))
     env = os.environ if environ is None else environ
     return sorted(
         name
         for name, value in env.items()
-        if name.upper().startswith(ENV_PREFIX)
+        if name.upper().startswith(prefix)
         and value != ""  # empty means unset, as for the settings themselves
         and name.upper() not in known
-        and not is_foreign(name)
+        and not (prefix == ENV_PREFIX and is_foreign(name))
     )
 
 
-def unknown_setting(variable: str) -> str:
+def unknown_setting(variable: str, model: type[BaseSettings] = OperatorSettings) -> str:
     """One line saying `variable` (as the user wrote it) is no setting, and which one it may be meant as."""
     # Compared without the common prefix, which would make every name look alike.
-    suffixes = {name.removeprefix(ENV_PREFIX): name for name in setting_variables()}
+    prefix = _prefix(model)
+    suffixes = {name.removeprefix(prefix): name for name in setting_variables(model)}
     close = difflib.get_close_matches(
-        variable.upper().removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=_SUGGEST_CUTOFF
+        variable.upper().removeprefix(prefix), suffixes, n=1, cutoff=_SUGGEST_CUTOFF
     )
     hint = (
         f"did you mean {suffixes[close[0]]}?"
         if close
-        else f"unset it (the settings are {', '.join(setting_variables())})"
+        else f"unset it (the settings are {', '.join(setting_variables(model))})"
     )
-    return f"{variable} is not a setting of the operator; {hint}"
+    return f"{variable} is not a setting of {getattr(model, 'WHO', 'this command')}; {hint}"
 
 
 class _ConflictError(ValueError):
@@ -342,33 +375,36 @@ class _ConflictError(ValueError):
         self.fields = fields
 
 
-def _conflict(message: str, *fields: str) -> _ConflictError:
+def conflict(message: str, *fields: str) -> _ConflictError:
+    """Raise it from a model validator when settings disagree; `message` names them by variable."""
     return _ConflictError(message, fields)
 
 
-def _problems(error: ValidationError) -> list[SettingsProblem]:
+def _problems(error: ValidationError, model: type[BaseSettings]) -> list[SettingsProblem]:
+    prefix = _prefix(model)
     problems = []
     for detail in error.errors(include_url=False):
         if detail["type"] == "default_factory_not_called":
             continue  # A consequence of another field's error, which is reported instead.
         cause = detail.get("ctx", {}).get("error")
         if isinstance(cause, _ConflictError):
-            problems.append(SettingsProblem(cause.fields, str(cause)))
+            problems.append(SettingsProblem(cause.fields, str(cause), prefix))
             continue
         field = str(detail["loc"][0]) if detail["loc"] else ""
         if not field:
-            problems.append(SettingsProblem((), detail["msg"]))
+            problems.append(SettingsProblem((), detail["msg"], prefix))
             continue
         if detail["type"] == "extra_forbidden":
-            problems.append(SettingsProblem((), unknown_setting(env_var(field))))
+            problems.append(SettingsProblem((), unknown_setting(env_var(field, prefix), model), prefix))
             continue
-        problems.append(SettingsProblem((field,), f"{env_var(field)}: {_describe(field, detail)}"))
+        message = f"{env_var(field, prefix)}: {_describe(model, field, detail)}"
+        problems.append(SettingsProblem((field,), message, prefix))
     return problems
 
 
-def _describe(field: str, detail: ErrorDetails) -> str:
+def _describe(model: type[BaseSettings], field: str, detail: ErrorDetails) -> str:
     """What the value must be, and the value given unless the field holds a secret."""
-    info = OperatorSettings.model_fields.get(field)
+    info = model.model_fields.get(field)
     kind = detail["type"]
     ctx = detail.get("ctx", {})
     secret = info is not None and _holds_secret(info.annotation)
@@ -386,6 +422,8 @@ def _describe(field: str, detail: ErrorDetails) -> str:
         message = f"must be a number{' of ' + unit.strip() if unit else ''}"
     elif kind in {"int_parsing", "int_type", "int_from_float"}:
         message = f"must be a whole number{' of ' + unit.strip() if unit else ''}"
+    elif kind == "enum" and "expected" in ctx:
+        message = f"must be {ctx['expected']}"
     elif kind == "string_type":
         message = "must be a string"
     elif kind in {"bool_parsing", "bool_type"}:
@@ -394,7 +432,7 @@ def _describe(field: str, detail: ErrorDetails) -> str:
         message = f"must have at most {ctx['max_length']} items"
     elif kind in {"string_too_short", "string_too_long"}:
         message = detail["msg"].replace("String should have", "must have")
-    elif kind in {"namespace_name", "secret_too_short"}:
+    elif kind in SELF_EXPLAINING_ERRORS:
         return detail["msg"]  # Already shows what it needs to, and never a secret.
     else:
         message = detail["msg"]

@@ -201,12 +201,16 @@ def test_dependencies_name_known_resources_without_cycles(tilt: Tilt) -> None:
 
 
 def test_two_local_agents_with_their_own_identities(tilt: Tilt) -> None:
+    from buildfarm.cli.agent import agent_command
+
+    known = {opt for param in agent_command.params for opt in param.opts}
     agents = {name: r for name, r in tilt.local.items() if name.startswith("agent-")}
     assert len(agents) == 2
     for name, agent in agents.items():
         worker = name.removeprefix("agent-")
         command = agent["serve_cmd"]
         flags = dict(zip(command[2::2], command[3::2], strict=True))
+        assert set(flags) <= known, f"not flags of `buildfarm agent`: {set(flags) - known}"
         assert command[:2] == [".venv/bin/buildfarm", "agent"]
         assert flags["--executor"] == "shell"
         assert flags["--worker-name"] == worker

@@ -250,10 +250,10 @@ def test_credentials_without_rbac_name_every_missing_permission(
     assert result.returncode == 1, result.stderr
     # Not peering rights: kopf's peering CRDs are not installed here, so kopf would not peer.
     assert one_line(result) == (
-        f"{identity.user} may not get/list/watch/patch builds.buildfarm.dev in all namespaces, "
+        f"{identity.user} may not get/list/watch/patch/delete builds.buildfarm.dev in all namespaces, "
         "patch builds.buildfarm.dev/status in all namespaces, get/list/watch workers.buildfarm.dev, "
-        "patch workers.buildfarm.dev/status, get secrets in all namespaces, "
-        "create events.events.k8s.io in all namespaces, "
+        "patch workers.buildfarm.dev/status, list leases.coordination.k8s.io in namespace buildfarm-system, "
+        "get secrets in all namespaces, create events in all namespaces, "
         "list/watch customresourcedefinitions.apiextensions.k8s.io: grant this to the operator's "
         "credentials (RBAC: a ClusterRole, or a Role per served namespace, and a binding)"
     )

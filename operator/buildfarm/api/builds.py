@@ -222,6 +222,14 @@ class BuildStatus(ApiModel):
     log_tail: str = Field(
         default="", max_length=LOG_TAIL_MAX, description="The last lines of the build log (bounded)."
     )
+    handbacks: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="How often an agent handed the build back unfinished when it stopped (e.g. SIGTERM); "
+        "such an attempt is not spent: the operator subtracts handbacks from attempt when comparing it "
+        "with spec.maxAttempts.",
+    )
     conditions: list[Condition] = CONDITIONS_FIELD
     observed_generation: int | None = Field(
         default=None, ge=0, description="The metadata.generation the operator last acted on."

@@ -38,6 +38,7 @@ class WorkerCapabilities(ApiModel):
     """What the agent found on the machine, reported at registration and kept current."""
 
     os_version: str = Field(default="", max_length=128, description="Operating system and version.")
+    architecture: str = Field(default="", max_length=32, description="CPU architecture, e.g. arm64.")
     xcode_versions: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=16, description="Installed Xcode versions, e.g. 16.2."
     )

@@ -2,10 +2,13 @@
 
 import click
 
+from buildfarm.cli.agent import agent_command
+from buildfarm.cli.builds import cancel_command, retry_command
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
 from buildfarm.cli.operator import operator_command
 from buildfarm.cli.worker_admin import attach as attach_worker_admin
+from buildfarm.cli.workers import worker_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,7 +19,11 @@ def cli() -> None:
 dev.add_command(crds)
 cli.add_command(dev)
 cli.add_command(operator_command)
-# After any `worker` group is added: attach() joins it, or creates it.
+cli.add_command(agent_command)
+cli.add_command(retry_command)
+cli.add_command(cancel_command)
+cli.add_command(worker_group)
+# add/rotate/remove join the `worker` group of cordon/uncordon/drain.
 attach_worker_admin(cli)
 
 

@@ -8,17 +8,15 @@ a cluster that cannot be reached or used.
 import logging
 import warnings
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import click
 import urllib3
 
+from buildfarm.cli.errors import BadSettingsError, StartupError, settings_from
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.preflight import PreflightError, preflight
-from buildfarm.settings import SettingsError, env_var, load_settings
-
-EXIT_BAD_SETTINGS: Final = 2
-EXIT_ENVIRONMENT: Final = 1
+from buildfarm.settings import OperatorSettings, env_var
 
 # The flag that sets each setting, to name it in error messages instead of its environment variable.
 _FLAGS: Final = {
@@ -30,24 +28,6 @@ _FLAGS: Final = {
     "handler_timeout": "--handler-timeout",
     "liveness_endpoint": "--liveness",
 }
-
-
-class StartupError(click.ClickException):
-    """One line `error: ...` on stderr; no usage text, no traceback. Exit code 1: the cluster is unusable."""
-
-    exit_code = EXIT_ENVIRONMENT
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
-
-
-class BadSettingsError(StartupError):
-    """A setting or flag is wrong: exit code 2, like any other usage error."""
-
-    exit_code = EXIT_BAD_SETTINGS
 
 
 def _named(field: str, given: dict[str, Any]) -> str:
@@ -131,11 +111,7 @@ def operator_command(
         "liveness_endpoint": liveness_endpoint,
     }
     given = {name: value for name, value in flags.items() if value is not None}
-    try:
-        settings = load_settings(**given)
-    except SettingsError as error:
-        names = {name: flag for name, flag in _FLAGS.items() if name in given}
-        raise BadSettingsError(error.render(names)) from None
+    settings = settings_from(OperatorSettings, flags, _FLAGS)
 
     # A kubeconfig with insecure-skip-tls-verify asked for it; urllib3 would warn on every single call.
     warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)

@@ -13,6 +13,9 @@ module (cordon/uncordon/drain) did.
 import os
 import re
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,25 +24,26 @@ import urllib3
 
 from buildfarm.api.meta import Platform
 from buildfarm.api.workers import WorkerSpec
-from buildfarm.cli.operator import BadSettingsError, StartupError
+from buildfarm.cli.session import (
+    AdminCommand,
+    ClusterOptions,
+    CommandError,
+    NotThere,
+    cluster_options,
+    exit_codes,
+    note,
+)
 from buildfarm.errors import BuildfarmError, NotFound
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.worker_access import DEFAULT_AGENT_ROLE, Credentials, Target, WorkerAccess
-from buildfarm.settings import SettingsError, load_settings
 
 DEFAULT_FARM_NAMESPACE: Final = "buildfarm-system"
 DEFAULT_TOKEN_LIFETIME: Final = "30d"
 # Kubernetes refuses TokenRequests under 10 minutes; a year is as long as anyone should trust one file.
 MIN_TOKEN_SECONDS: Final = 600
 MAX_TOKEN_SECONDS: Final = 366 * 86400
-EXIT_NOT_FOUND: Final = 3
-
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _WORKER_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-class NotFoundError(StartupError):
-    exit_code = EXIT_NOT_FOUND
 
 
 def attach(cli: click.Group) -> None:
@@ -92,14 +96,10 @@ def _common(command: Any) -> Any:
                 show_default=True,
                 help="The agent ClusterRole and Role the chart installed (<release>-agent).",
             ),
-            click.option(
-                "--kubeconfig", type=click.Path(path_type=Path), help="The administrator's kubeconfig."
-            ),
-            click.option("--context", help="The kubeconfig context."),
         ]
     ):
         command = option(command)
-    return command
+    return cluster_options(command)
 
 
 def _output_options(command: Any) -> Any:
@@ -128,7 +128,7 @@ def _output_options(command: Any) -> Any:
     return command
 
 
-@click.command("add")
+@click.command("add", cls=AdminCommand, epilog=exit_codes())
 @click.argument("name", callback=_worker_name)
 @click.option(
     "--platform",
@@ -160,11 +160,11 @@ def add_command(
     spec = WorkerSpec(platforms=[Platform(p) for p in platforms or ("ios", "android")], capacity=capacity)
     target = Target(farm_namespace, agent_role)
     with _access(kubeconfig, context) as access:
-        credentials = _run(lambda: access.add(name, spec, labels, target, token_lifetime))
+        credentials = access.add(name, spec, labels, target, token_lifetime)
     _write(name, credentials, output, server, farm_namespace)
 
 
-@click.command("rotate")
+@click.command("rotate", cls=AdminCommand, epilog=exit_codes())
 @click.argument("name", callback=_worker_name)
 @click.option(
     "--revoke",
@@ -187,11 +187,11 @@ def rotate_command(
     """Write a new kubeconfig for worker NAME's agent (earlier tokens run out unless --revoke)."""
     target = Target(farm_namespace, agent_role)
     with _access(kubeconfig, context) as access:
-        credentials = _run(lambda: access.rotate(name, target, token_lifetime, revoke=revoke))
+        credentials = access.rotate(name, target, token_lifetime, revoke=revoke)
     _write(name, credentials, output, server, farm_namespace)
 
 
-@click.command("remove")
+@click.command("remove", cls=AdminCommand, epilog=exit_codes())
 @click.argument("name", callback=_worker_name)
 @click.option("--keep-worker", is_flag=True, help="Only revoke the agent's access; keep the Worker object.")
 @_common
@@ -206,44 +206,29 @@ def remove_command(
     """Revoke worker NAME's access at once and delete the Worker (its builds are requeued)."""
     target = Target(farm_namespace, agent_role)
     with _access(kubeconfig, context) as access:
-        gone = _run(lambda: access.remove(name, target, keep_worker=keep_worker))
+        gone = access.remove(name, target, keep_worker=keep_worker)
     click.echo(f"removed worker {name}: deleted {', '.join(gone)}")
 
 
-class _access:
-    """The administrator's API client as a WorkerAccess, closed afterwards; errors as one line."""
-
-    def __init__(self, kubeconfig: Path | None, context: str | None) -> None:
-        given: dict[str, Any] = {"kubeconfig": kubeconfig, "context": context}
-        given = {name: value for name, value in given.items() if value is not None}
-        try:
-            self._settings = load_settings(**given)
-        except SettingsError as error:
-            flags = {"kubeconfig": "--kubeconfig", "context": "--context"}
-            raise BadSettingsError(error.render(flags)) from None
-        try:
-            self._client = kube_client.make_api_client(
-                self._settings, kubeconfig_source="--kubeconfig" if kubeconfig else None
-            )
-        except kube_client.KubeConfigError as error:
-            raise StartupError(str(error)) from None
-
-    def __enter__(self) -> WorkerAccess:
-        return WorkerAccess(self._client, kube_client.request_timeout(self._settings))
-
-    def __exit__(self, *_: object) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
-
-
-def _run(call: Any) -> Any:
+@contextmanager
+def _access(kubeconfig: Path | None, context: str | None) -> Iterator[WorkerAccess]:
+    """The administrator's connection as a WorkerAccess; a refusal becomes one line (exit 1, 3 for an
+    object that is not there), as for the other admin commands."""
+    options = ClusterOptions(kubeconfig=kubeconfig, context=context)
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     try:
-        return call()
-    except NotFound as error:
-        raise NotFoundError(error.message) from None
-    except BuildfarmError as error:
-        raise StartupError(error.message) from None
-    except urllib3.exceptions.HTTPError as error:
-        raise StartupError(f"the cluster could not be reached: {error}") from None
+        api_client = kube_client.make_api_client(options, kubeconfig_source="--kubeconfig")
+    except kube_client.KubeConfigError as error:
+        raise CommandError(str(error)) from None
+    with api_client:
+        try:
+            yield WorkerAccess(api_client, kube_client.request_timeout(options))
+        except NotFound as error:
+            raise NotThere(error.message) from None
+        except BuildfarmError as error:
+            raise CommandError(error.message) from None
+        except urllib3.exceptions.HTTPError as error:
+            raise CommandError(f"the cluster could not be reached: {error}") from None
 
 
 def _write(name: str, credentials: Credentials, output: Path | None, server: str | None, farm: str) -> None:
@@ -259,9 +244,8 @@ def _write(name: str, credentials: Credentials, output: Path | None, server: str
     with os.fdopen(descriptor, "w") as file:
         file.write(text)
     os.chmod(path, 0o600)
-    click.echo(
+    note(
         f"wrote {path} for worker {name} (token valid until "
         f"{credentials.expires.strftime('%Y-%m-%d %H:%M UTC')}); on the Mac run:\n"
-        f"  buildfarm agent --kubeconfig {path.name} --worker-name {name} --namespace {farm}",
-        err=True,
+        f"  buildfarm agent --kubeconfig {path.name} --worker-name {name} --namespace {farm}"
     )

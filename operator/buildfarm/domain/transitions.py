@@ -4,7 +4,7 @@ the operator's writers only choose which one to write."""
 from datetime import datetime
 from typing import Any
 
-from buildfarm.api.builds import Build, BuildPhase, BuildStatus
+from buildfarm.api.builds import ACTIVE_PHASES, Build, BuildPhase, BuildStatus
 from buildfarm.api.meta import ConditionStatus
 from buildfarm.domain.conditions import SCHEDULED, set_condition
 from buildfarm.domain.phases import can_transition
@@ -16,6 +16,7 @@ REQUEUED = "Requeued"
 COMPLETE = "Complete"
 FAILED = "Failed"
 WORKER_LOST = "WorkerLost"
+DRAINED = "Drained"
 
 
 def queued(build: Build, now: datetime) -> BuildStatus:
@@ -32,7 +33,8 @@ def waiting(build: Build, reason: str, message: str, now: datetime) -> BuildStat
 
 def assigned(build: Build, worker: str, attempt: int, now: datetime) -> BuildStatus:
     """Bound to `worker` for `attempt`."""
-    message = f"Assigned to worker {worker} (attempt {attempt} of {build.spec.max_attempts})."
+    counted = attempt - build.status.handbacks  # handed-back assignments are not held against the build
+    message = f"Assigned to worker {worker} (attempt {counted} of {build.spec.max_attempts})."
     return _next(
         build,
         BuildPhase.ASSIGNED,
@@ -49,13 +51,38 @@ def assigned(build: Build, worker: str, attempt: int, now: datetime) -> BuildSta
 def worker_lost(build: Build, why: str, now: datetime) -> BuildStatus:
     """The build's worker is gone (`why` says how): back to the queue with the worker cleared, so the next
     assignment raises the attempt and the lost worker's late writes are refused; or Failed once
-    spec.maxAttempts assignments have been spent. Infrastructure failures never count as build failures."""
+    spec.maxAttempts assignments have been spent. Handbacks (a drain, an agent's graceful stop) spent none.
+    Infrastructure failures never count as build failures."""
     attempts = build.spec.max_attempts
-    if build.status.attempt >= attempts:
+    spent = attempts_spent(build)
+    if spent >= attempts:
         message = f"{why}; all {attempts} attempt(s) allowed by spec.maxAttempts are used."
         return finished(build, BuildPhase.FAILED, WORKER_LOST, message, now)
-    message = f"{why}; requeued for attempt {build.status.attempt + 1} of {attempts}."
+    message = f"{why}; requeued for attempt {spent + 1} of {attempts}."
     return _next(build, BuildPhase.PENDING, REQUEUED, message, ConditionStatus.FALSE, now, worker_name="")
+
+
+def attempts_spent(build: Build) -> int:
+    """Assignments that count against spec.maxAttempts: every one but those handed back unfinished."""
+    return max(0, build.status.attempt - build.status.handbacks)
+
+
+def handed_back(build: Build, reason: str, message: str, now: datetime) -> BuildStatus:
+    """Back to the queue from its worker without spending the attempt (e.g. the worker is drained): the
+    worker is cleared, so the next assignment raises the attempt and fences off the old one, and
+    status.handbacks counts this requeue, so it is not held against spec.maxAttempts."""
+    if build.status.phase not in ACTIVE_PHASES:
+        raise ValueError(f"only an Assigned or Running build can be handed back, not {build.status.phase}")
+    return _next(
+        build,
+        BuildPhase.PENDING,
+        reason,
+        message,
+        ConditionStatus.FALSE,
+        now,
+        worker_name="",
+        handbacks=build.status.handbacks + 1,
+    )
 
 
 def finished(build: Build, phase: BuildPhase, reason: str, message: str, now: datetime) -> BuildStatus:

@@ -7,28 +7,41 @@ then the in-cluster service account when running in a pod (KUBERNETES_SERVICE_HO
 
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import yaml
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
-from buildfarm.settings import OperatorSettings, env_var
+from buildfarm.settings import env_var
 
 DEFAULT_KUBECONFIG: Final = Path("~/.kube/config")
 IN_CLUSTER_ENV: Final = "KUBERNETES_SERVICE_HOST"
+
+
+class ClientSettings(Protocol):
+    """What a client needs from any command's settings (the operator's, the agent's)."""
+
+    @property
+    def kubeconfig(self) -> Path | None: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def request_timeout(self) -> float: ...
 
 
 class KubeConfigError(Exception):
     """No usable kubeconfig or in-cluster credentials; the message is one line saying what to do."""
 
 
-def request_timeout(settings: OperatorSettings) -> tuple[float, float]:
+def request_timeout(settings: ClientSettings) -> tuple[float, float]:
     """`_request_timeout=` for every API call: (connect, read) seconds."""
     return (settings.connect_timeout, settings.request_timeout)
 
 
-def make_api_client(settings: OperatorSettings, *, kubeconfig_source: str | None = None) -> ApiClient:
+def make_api_client(settings: ClientSettings, *, kubeconfig_source: str | None = None) -> ApiClient:
     """A client for the cluster the settings point at; close it (or use `with`) when done.
 
     `kubeconfig_source` names where `settings.kubeconfig` came from in messages (default: its variable,

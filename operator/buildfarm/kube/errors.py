@@ -33,6 +33,9 @@ def classify(exc: ApiException, what: str) -> Exception:
         return NotFound(f"{what}: not found")
     if status in RETRYABLE_STATUS or status >= 500 or status == 0:
         return TransientError(f"{what}: API server answered {status} {detail}", reason="ApiUnavailable")
+    if status == 403 and "being terminated" in _message(exc):
+        # Nothing new may be created in a namespace being deleted (e.g. an Event about its last builds).
+        return TransientError(f"{what}: the namespace is being deleted", reason="NamespaceTerminating")
     if status == 403:
         # An RBAC problem is fixed by an administrator, not by the build's owner: keep the build queued.
         return TransientError(f"{what}: forbidden; check the operator's RBAC", reason="Forbidden")

@@ -85,6 +85,17 @@ def preflight(
     return _Checks(api_client, timeout, server, timeout_names, mode, farm_namespace).run(namespaces)
 
 
+def preflight_agent(
+    api_client: ApiClient, timeout: Timeout, *, timeout_names: tuple[str, str] = TIMEOUT_NAMES
+) -> None:
+    """The worker agent's startup check: the API server answers, the CRDs are installed and serve our
+    version, and the agent may list Builds in all namespaces and Workers. Not the operator's permission
+    table: an agent has rights of its own (docs/agent-protocol.md). Raises PreflightError."""
+    server = str(api_client.configuration.host)
+    checks = _Checks(api_client, timeout, server, timeout_names, Mode(), DEFAULT_FARM_NAMESPACE)
+    checks.run_for_agent()
+
+
 class _Checks:
     def __init__(
         self,
@@ -122,6 +133,18 @@ class _Checks:
             self._check_listing(c.BUILD_PLURAL, namespace)
         self._check_listing(c.WORKER_PLURAL, None)
         return self._absent_namespaces(namespaces)
+
+    def run_for_agent(self) -> None:
+        self._call(
+            "reading the server version",
+            lambda: self._version.get_code(_request_timeout=self._timeout),
+            not_found=f"{self._server} is not a Kubernetes API server (404 on /version): "
+            "check the server URL in the kubeconfig",
+        )
+        for name in CRD_NAMES:
+            self._check_crd(name)
+        self._check_listing(c.BUILD_PLURAL, None)
+        self._check_listing(c.WORKER_PLURAL, None)
 
     # Permissions
 

@@ -5,6 +5,7 @@ the API server's refusals are what is asserted.
 """
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from buildfarm import constants as c
 from buildfarm.cli.main import cli
 from buildfarm.dev.binaries import helm as helm_binary
 from buildfarm.dev.controlplane import new_api_client
+from tests.support.agents import FAKE_COMMAND, ArchiveServer
 from tests.support.chart import CHART, Helm, values_args
 from tests.support.farm import wait_for
 from tests.support.identities import Identity, service_account, write_kubeconfig
@@ -539,12 +541,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_operator_runs_and_assigns_with_the_charts_identity(
+def test_agent_and_operator_with_the_charts_identities_run_a_build(
     farm: Farm, release: Release, api_client: client.ApiClient, kubeconfig: str, tmp_path: Path
 ) -> None:
-    """The real operator, with a token of the chart's operator ServiceAccount and the chart's settings
-    (peering, the farm namespace, the liveness endpoint): its startup check finds every permission it
-    needs, it reads the agent's Lease, marks the Worker Ready and assigns a build to it."""
+    """End to end with the chart's identities only: the real operator with a token of the chart's operator
+    ServiceAccount and the chart's settings (peering, the farm namespace, the liveness endpoint), and the
+    real agent with the kubeconfig `buildfarm worker add` wrote, held by the admission policy. The
+    operator's startup check finds every permission it needs, reads the agent's Lease, marks the Worker
+    Ready and assigns the build; the agent runs it to Succeeded."""
     account = f"{release.fullname}-operator"
     token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
         account,
@@ -563,61 +567,75 @@ def test_operator_runs_and_assigns_with_the_charts_identity(
         tmp_path / "operator.kubeconfig", cluster["server"], {"token": token.status.token}, ca
     )
     suffix = uuid.uuid4().hex[:6]
-    worker = f"mac-op-{suffix}"
-    agent = Agent(worker, add_worker(release, worker, "--capacity", "8", "--label", f"chart-test={suffix}"))
+    worker = f"mac-e2e-{suffix}"
+    agent_kubeconfig = add_worker(release, worker, "--capacity", "2", "--label", f"chart-test={suffix}")
     port = free_port()
-    log = tmp_path / "operator.log"
-    try:
-        wait_for(
-            "the agent's Lease",
-            lambda: _succeeds(lambda: agent.create_lease(release.farm, worker, worker)),
-            timeout=30,
-        )
-        build = f"op-{suffix}"
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith(("BUILDFARM_", "KUBECONFIG"))}
+    operator_env = clean | {
+        "KUBECONFIG": str(operator_kubeconfig),
+        "BUILDFARM_FARM_NAMESPACE": release.farm,
+        "BUILDFARM_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
+        "BUILDFARM_RESYNC_SECONDS": "2",
+    }
+    agent_env = clean | {
+        "KUBECONFIG": str(agent_kubeconfig),
+        "BUILDFARM_AGENT_WORKER_NAME": worker,
+        "BUILDFARM_AGENT_NAMESPACE": release.farm,
+        "BUILDFARM_AGENT_WORK_DIR": str(tmp_path / "agent"),
+        "BUILDFARM_AGENT_COMMAND": FAKE_COMMAND,
+        "BUILDFARM_AGENT_RENEW_INTERVAL_SECONDS": "1",
+        "BUILDFARM_AGENT_RELIST_SECONDS": "5",
+        "BUILDFARM_AGENT_LOG_INTERVAL_SECONDS": "0.5",
+    }
+    operator_log, agent_log = tmp_path / "operator.log", tmp_path / "agent.log"
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(ArchiveServer(tmp_path / "www"))
+        build = f"e2e-{suffix}"
         body = {
             "apiVersion": c.API_VERSION,
             "kind": c.BUILD_KIND,
             "metadata": {"name": build},
             "spec": {
                 "platform": "ios",
-                "source": {"git": {"url": "https://example.com/app.git"}},
+                "source": server.source("app"),
                 "workerSelector": {"matchLabels": {"chart-test": suffix}},
             },
         }
         farm.admin.create_namespaced_custom_object(c.GROUP, c.VERSION, farm.namespace, c.BUILD_PLURAL, body)
-        environ = {
-            **os.environ,
-            "KUBECONFIG": str(operator_kubeconfig),
-            "BUILDFARM_FARM_NAMESPACE": release.farm,
-            "BUILDFARM_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
-            "BUILDFARM_RESYNC_SECONDS": "2",
-        }
-        with log.open("wb") as out:
-            # As the chart runs it: two replicas peer, so no --standalone.
-            proc = subprocess.Popen(
-                [*buildfarm_command(), "operator"], stdout=out, stderr=subprocess.STDOUT, env=environ
-            )
-        try:
+        # As the chart runs it: two replicas peer, so no --standalone.
+        operator = stack.enter_context(
+            process([*buildfarm_command(), "operator"], operator_env, operator_log)
+        )
+        agent = stack.enter_context(process([*buildfarm_command(), "agent"], agent_env, agent_log))
 
-            def assigned() -> bool:
-                assert proc.poll() is None, (
-                    f"the operator exited {proc.returncode}: {log.read_text()[-2000:]}"
-                )
-                status = farm.get_build(build).get("status", {})
-                return status.get("phase") == "Assigned" and status.get("workerName") == worker
+        def finished() -> str | None:
+            for proc, log in ((operator, operator_log), (agent, agent_log)):
+                assert proc.poll() is None, f"{log.stem} exited {proc.returncode}: {log.read_text()[-2000:]}"
+            status = farm.get_build(build).get("status", {})
+            return status.get("phase") if status.get("phase") in ("Succeeded", "Failed") else None
 
-            wait_for(f"build {build} assigned to {worker}", assigned, timeout=90)
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
-                assert response.status == 200
-            assert "Forbidden" not in log.read_text()
-        finally:
+        phase = wait_for(f"build {build} to finish", finished, timeout=120)
+        status = farm.get_build(build)["status"]
+        assert (phase, status["workerName"], status["attempt"]) == ("Succeeded", worker, 1), status
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200
+        for log in (operator_log, agent_log):
+            assert "Forbidden" not in log.read_text(), log.read_text()[-2000:]
+    result = admin(release, "remove", worker)
+    assert result.exit_code == 0, result.output
+
+
+@contextlib.contextmanager
+def process(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    finally:
-        agent.close()
-        admin_result = admin(release, "remove", worker)
-        assert admin_result.exit_code == 0, admin_result.output

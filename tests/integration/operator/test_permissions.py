@@ -121,7 +121,11 @@ def needed_rows(mode: Mode) -> list[Permission]:
 def test_preflight_names_the_one_missing_permission(identity: Identity, removed: Permission) -> None:
     mode = Mode(standalone=True)
     identity.grant(permissions.rules(p for p in permissions.needed(mode) if p != removed))
-    where = " in all namespaces" if removed.namespaced else ""
+    where = (
+        " in namespace buildfarm-system"
+        if removed.in_farm_namespace
+        else (" in all namespaces" if removed.namespaced else "")
+    )
     want = f"{identity.user} may not {'/'.join(removed.verbs)} {removed.name}{where}: {FIX}"
     wait_for("preflight to name the missing permission", lambda: preflight_error(identity, []) == want)
 
@@ -136,14 +140,15 @@ def test_preflight_names_missing_permissions_per_namespace(
     ).metadata.name
     try:
         mode = Mode(standalone=True, namespaced=True)
-        cluster_scoped = [p for p in permissions.needed(mode) if not p.namespaced]
+        # Cluster-wide: what is not namespaced, and the Lease reads in the farm namespace (not served here).
+        cluster_scoped = [p for p in permissions.needed(mode) if not p.namespaced or p.in_farm_namespace]
         identity.grant(permissions.rules(cluster_scoped))
         rbac = identity.rbac
         role = client.V1Role(
             metadata=client.V1ObjectMeta(name="operator"),
             rules=[
                 client.V1PolicyRule(api_groups=r["apiGroups"], resources=r["resources"], verbs=r["verbs"])
-                for r in permissions.rules(p for p in permissions.needed(mode) if p.namespaced)
+                for r in permissions.rules(p for p in permissions.needed(mode) if p not in cluster_scoped)
             ],
         )
         rbac.create_namespaced_role(namespace, role, _request_timeout=TIMEOUT)
@@ -163,7 +168,7 @@ def test_preflight_names_missing_permissions_per_namespace(
         missing = ", ".join(
             f"{'/'.join(p.verbs)} {p.name} in namespace {other}"
             for p in permissions.needed(mode, optional=False)
-            if p.namespaced
+            if p.namespaced and not p.in_farm_namespace
         )
         want = f"{identity.user} may not {missing}: {FIX}"
         wait_for(

@@ -23,13 +23,17 @@ TIMEOUT = 10
 
 
 @pytest.fixture
-def first_namespace(core_v1: CoreV1Api) -> str:
+def first_namespace(core_v1: CoreV1Api, custom_objects: CustomObjectsApi) -> Iterator[str]:
     """A second namespace whose name lists before the test's own (`a-…` < `test-…`)."""
     name = f"a-{uuid.uuid4().hex[:8]}"
     core_v1.create_namespace(
         V1Namespace(metadata=V1ObjectMeta(name=name, labels=MANAGED_BY_LABEL)), _request_timeout=TIMEOUT
     )
-    return name
+    yield name
+    custom_objects.delete_collection_namespaced_custom_object(
+        c.GROUP, c.VERSION, name, c.BUILD_PLURAL, _request_timeout=TIMEOUT
+    )
+    core_v1.delete_namespace(name, _request_timeout=TIMEOUT)
 
 
 @contextmanager

@@ -99,3 +99,57 @@ def test_a_final_phase_sets_the_condition_users_wait_on(phase: BuildPhase, want_
     conditions = {c.type: c.status for c in status.conditions}
     assert conditions[want_condition] == "True"
     assert conditions["Scheduled"] == "False"
+
+
+@pytest.mark.parametrize(
+    ("name", "phase", "attempt", "handbacks", "want_handbacks"),
+    [
+        ("assigned, never handed back", "Assigned", 1, 0, 1),
+        ("running on its second attempt", "Running", 2, 0, 1),
+        ("handed back before", "Running", 3, 2, 3),
+    ],
+)
+def test_handed_back_requeues_without_spending_the_attempt(
+    name: str, phase: str, attempt: int, handbacks: int, want_handbacks: int
+) -> None:
+    on_worker = build("b", phase=phase, worker="mac-1", attempt=attempt)
+    on_worker.status.handbacks = handbacks
+    status = transitions.handed_back(on_worker, "Drained", "Worker mac-1 is drained.", T0)
+    assert (status.phase, status.worker_name, status.attempt, status.handbacks) == (
+        BuildPhase.PENDING,
+        "",
+        attempt,
+        want_handbacks,
+    )
+    assert (status.reason, status.message) == ("Drained", "Worker mac-1 is drained.")
+    [scheduled] = status.conditions
+    assert (scheduled.type, scheduled.status, scheduled.reason, scheduled.last_transition_time) == (
+        "Scheduled",
+        "False",
+        "Drained",
+        T0,
+    )
+    assert on_worker.status.handbacks == handbacks, "the build read is not changed"
+
+
+@pytest.mark.parametrize(
+    ("name", "phase"),
+    [
+        ("pending: nothing to hand back", "Pending"),
+        ("not admitted yet", None),
+        ("succeeded", "Succeeded"),
+        ("failed", "Failed"),
+        ("cancelled", "Cancelled"),
+    ],
+)
+def test_only_a_build_on_a_worker_can_be_handed_back(name: str, phase: str | None) -> None:
+    with pytest.raises(ValueError, match="only an Assigned or Running build can be handed back"):
+        transitions.handed_back(build("b", phase=phase), "Drained", "x", T0)
+
+
+def test_handbacks_do_not_spend_attempts_when_a_worker_is_lost() -> None:
+    running = build("b", phase="Running", worker="mac-1", attempt=3)  # maxAttempts 3
+    running.status.handbacks = 1  # one of the three assignments was handed back unfinished
+    status = transitions.worker_lost(running, "Worker mac-1 is not Ready", T0)
+    assert (status.phase, status.reason) == (BuildPhase.PENDING, "Requeued")
+    assert status.message.endswith("requeued for attempt 3 of 3.")

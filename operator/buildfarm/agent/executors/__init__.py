@@ -1,0 +1,1 @@
+"""Executors: how a build's command runs. `shell` on this machine, `tart` in a throwaway VM."""
