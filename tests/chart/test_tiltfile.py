@@ -81,7 +81,13 @@ class Tilt:
         }
 
     def local_resource(
-        self, name: str, cmd: Any = None, serve_cmd: Any = None, resource_deps: Any = (), labels: Any = ()
+        self,
+        name: str,
+        cmd: Any = None,
+        serve_cmd: Any = None,
+        deps: Any = (),
+        resource_deps: Any = (),
+        labels: Any = (),
     ) -> None:
         assert name not in self.local, f"local_resource {name} declared twice"
         self.local[name] = {
@@ -220,6 +226,7 @@ def test_two_local_agents_with_their_own_identities(tilt: Tilt) -> None:
         assert f"--output-kubeconfig {flags['--kubeconfig']}" in identity["cmd"]
         assert "--context kind-buildfarm" in identity["cmd"]
         assert agent["deps"] == [f"identity-{worker}", "buildfarm-operator"]
+        assert (ROOT / flags["--command"].split()[1]).is_file(), "the fake eas build the agents run"
 
 
 def test_sample_builds_are_valid_and_built_offline(tilt: Tilt) -> None:
@@ -231,4 +238,8 @@ def test_sample_builds_are_valid_and_built_offline(tilt: Tilt) -> None:
         spec = BuildSpec.model_validate(build["spec"])
         assert spec.source.archive is not None
         assert spec.source.archive.url.startswith("http://127.0.0.1:8765/")
-    assert "--bind 127.0.0.1" in tilt.local["sample-source"]["serve_cmd"]
+    source = tilt.local["sample-source"]
+    assert "--bind 127.0.0.1" in source["serve_cmd"]
+    assert "8765" in source["serve_cmd"]
+    assert "examples/sample-app" in source["cmd"]
+    assert (ROOT / "examples" / "sample-app").is_dir()
