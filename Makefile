@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress load bench demo down crds clean kind-up kind-test kind-down
+.PHONY: setup test lint unit integration stress load chaos bench demo down crds clean kind-up kind-test kind-down
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ stress: setup ## Run the concurrency scenarios 100 times (ROUNDS=n to change) an
 load: setup ## A burst of 5,000 builds (BURST=n to change) against one operator: every build reaches a phase
 	BUILDFARM_TEST_BURST_BUILDS=$(or $(BURST),5000) $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 \
 	  tests/integration/operator/test_load.py -k burst
+
+chaos: setup ## Kill agents and operators at random while builds run, ROUNDS times (default 10), 60 builds each
+	for i in $$(seq 1 $(or $(ROUNDS),10)); do \
+	  BUILDFARM_TEST_CHAOS_BUILDS=60 $(BIN)/pytest -q -s -p no:cacheprovider --timeout=1200 \
+	    tests/integration/agent/test_chaos.py | grep -E '^seed|passed|failed' || exit 1; \
+	done
 
 bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
 	$(BIN)/python hack/bench_scheduler.py

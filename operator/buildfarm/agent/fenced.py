@@ -7,9 +7,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from buildfarm.api.builds import Build, BuildStatus
+from buildfarm.api.builds import Build, BuildPhase, BuildStatus
 from buildfarm.domain.fencing import Token, holds
-from buildfarm.errors import Conflict, NotFound, TransientError
+from buildfarm.errors import BuildfarmError, Conflict, NotFound, TransientError
 from buildfarm.kube.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,29 @@ class FencedWriter:
             if status is None:
                 return build
             try:
-                return self.gateway.write_build_status(build, status)
+                written = self.gateway.write_build_status(build, status)
             except Conflict as conflict:
                 log.debug("Write to %s/%s conflicted, reading again: %s", self.namespace, self.name, conflict)
                 continue
+            if written.status.phase != build.status.phase:
+                self._announce(written)
+            return written
         raise TransientError(f"build {self.namespace}/{self.name} kept changing", reason="Conflict")
+
+    def _announce(self, build: Build) -> None:
+        """An Event for a phase change the user cares about (Running, Succeeded, Failed, handed back...),
+        posted only by the writer that won. A courtesy: the status already says it."""
+        failed = build.status.phase == BuildPhase.FAILED
+        try:
+            self.gateway.post_event(
+                build,
+                type_="Warning" if failed else "Normal",
+                reason=build.status.reason or str(build.status.phase),
+                action=str(build.status.phase),
+                note=build.status.message,
+            )
+        except BuildfarmError as error:
+            log.warning("Could not post an event for %s/%s: %s", self.namespace, self.name, error)
 
     def write_until_done(
         self, change: Callable[[Build], BuildStatus | None], *, give_up_after: float, pause: float = 2.0

@@ -44,7 +44,7 @@ class Agent:
     def __init__(self, settings: AgentSettings, api_client: ApiClient, lease_client: ApiClient) -> None:
         timeout = request_timeout(settings)
         self.settings = settings
-        self.gateway = Gateway(api_client, timeout)
+        self.gateway = Gateway(api_client, timeout, component="agent")
         self.agent_gateway = AgentGateway(api_client, timeout)
         self.executor = make_executor(settings)
         # Its own client: a slow build call never holds up a renewal.

@@ -226,7 +226,8 @@ class BuildStatus(ApiModel):
         default=0,
         ge=0,
         le=100,
-        description="How often an agent handed the build back unfinished when it stopped (e.g. SIGTERM); "
+        description="How often the build was handed back unfinished (its agent stopped gracefully, or "
+        "`buildfarm worker drain` requeued it); "
         "such an attempt is not spent: the operator subtracts handbacks from attempt when comparing it "
         "with spec.maxAttempts.",
     )

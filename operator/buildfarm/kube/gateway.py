@@ -25,14 +25,16 @@ PAGE_SIZE = 500
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 # Who reported an Event, and which operator process, when several run.
 REPORTING_CONTROLLER = f"{c.GROUP}/operator"
-REPORTING_INSTANCE = f"buildfarm-operator-{socket.gethostname()}"[:128]
 NAME_MAX = 253  # an object name is a DNS subdomain
 NOTE_MAX = 1024  # the API server's limit on an Event's message, in bytes
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Gateway:
-    def __init__(self, api_client: k8s.ApiClient, timeout: Timeout) -> None:
+    def __init__(self, api_client: k8s.ApiClient, timeout: Timeout, *, component: str = "operator") -> None:
+        """`component` says who reports the Events posted through this gateway: operator or agent."""
+        self.reporting_controller = f"{c.GROUP}/{component}"
+        self.reporting_instance = f"buildfarm-{component}-{socket.gethostname()}"[:128]
         self.timeout = timeout
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
@@ -199,9 +201,9 @@ class Gateway:
             "firstTimestamp": seconds_time(at),
             "lastTimestamp": seconds_time(at),
             "count": 1,
-            "reportingComponent": REPORTING_CONTROLLER,
-            "reportingInstance": REPORTING_INSTANCE,
-            "source": {"component": REPORTING_CONTROLLER},  # the "From" column of older kubectl
+            "reportingComponent": self.reporting_controller,
+            "reportingInstance": self.reporting_instance,
+            "source": {"component": self.reporting_controller},  # the "From" column of older kubectl
             "action": action,
             "reason": reason,
             "message": _cut_utf8(note, NOTE_MAX),

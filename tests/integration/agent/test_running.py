@@ -6,8 +6,10 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kubernetes.client import CoreV1Api
+
 from tests.support.agents import AgentFarm, ArchiveServer, assign
-from tests.support.farm import Farm, wait_for
+from tests.support.farm import Farm, events_for, wait_for
 
 FINAL = ("Succeeded", "Failed", "Cancelled")
 
@@ -27,7 +29,9 @@ def _workers(farm: Farm):  # type: ignore[no-untyped-def]
     return [Worker.model_validate(item) for item in body["items"]]
 
 
-def test_a_build_runs_to_succeeded(agents: AgentFarm, farm: Farm, archives: ArchiveServer) -> None:
+def test_a_build_runs_to_succeeded(
+    agents: AgentFarm, farm: Farm, archives: ArchiveServer, core_v1: CoreV1Api
+) -> None:
     with agents.agent("mac") as agent:
         registered(farm, agent.worker)
         farm.build("app", platform="android", source=archives.source("app", seconds=1, lines=5))
@@ -54,10 +58,13 @@ def test_a_build_runs_to_succeeded(agents: AgentFarm, farm: Farm, archives: Arch
     log_file = agent.work_dir / "logs" / farm.namespace / "app-1.log"
     assert "[fake-eas] Wrote app.apk" in log_file.read_text()
     assert list((agent.work_dir / "workspaces").iterdir()) == []  # the workspace is gone
+    # The agent, which won the writes, tells the user about each phase it reached.
+    events = [(kind, reason) for kind, reason, _ in events_for(core_v1, farm.namespace, "app")]
+    assert events == [("Normal", "Started"), ("Normal", "Succeeded")]
 
 
 def test_a_failing_build_reports_its_exit_code_and_last_lines(
-    agents: AgentFarm, farm: Farm, archives: ArchiveServer
+    agents: AgentFarm, farm: Farm, archives: ArchiveServer, core_v1: CoreV1Api
 ) -> None:
     with agents.agent("mac") as agent:
         registered(farm, agent.worker)
@@ -69,6 +76,7 @@ def test_a_failing_build_reports_its_exit_code_and_last_lines(
     assert done.status.message.startswith("The build command exited with code 3. Last lines:\n")
     assert "[fake-eas] error: the build failed (exit 3)" in done.status.message
     assert done.status.artifacts == []
+    assert ("Warning", "BuildFailed") in [(k, r) for k, r, _ in events_for(core_v1, farm.namespace, "broken")]
 
 
 def test_a_build_past_its_deadline_is_stopped(agents: AgentFarm, farm: Farm, archives: ArchiveServer) -> None:

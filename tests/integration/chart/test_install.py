@@ -375,6 +375,44 @@ def test_agent_keeps_only_its_own_lease(farm: Farm) -> None:
     assert "it may hold the Lease only as itself" in message
 
 
+def test_agent_posts_events_only_about_builds_as_an_agent(farm: Farm) -> None:
+    build = farm.assigned_to(farm.a.name)
+    core = client.CoreV1Api(farm.a.api_client)
+
+    def event(kind: str, name: str, component: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": f"{name}.{uuid.uuid4().hex[:8]}", "namespace": farm.namespace},
+            "involvedObject": {
+                "apiVersion": c.API_VERSION,
+                "kind": kind,
+                "name": name,
+                "namespace": farm.namespace,
+            },
+            "reason": "Running",
+            "message": "The build started.",
+            "type": "Normal",
+            "firstTimestamp": T0,
+            "lastTimestamp": T0,
+            "count": 1,
+            "reportingComponent": component,
+            "reportingInstance": "buildfarm-agent-test",
+            "source": {"component": component},
+        }
+
+    core.create_namespaced_event(farm.namespace, event("Build", build, "buildfarm.dev/agent"))
+    code, message = refusal(
+        lambda: core.create_namespaced_event(farm.namespace, event("Build", build, "buildfarm.dev/operator"))
+    )
+    assert code == 403
+    assert "reported by buildfarm.dev/operator" in message
+    _, message = refusal(
+        lambda: core.create_namespaced_event(
+            farm.namespace, event("Worker", farm.b.name, "buildfarm.dev/agent")
+        )
+    )
+    assert f"this one is about Worker {farm.b.name}" in message
+
+
 # People
 
 
