@@ -71,17 +71,26 @@ Secret32 = Annotated[SecretStr, AfterValidator(_at_least_32_bytes)]
 """A secret of at least 32 bytes (UTF-8); shown as `**********` in repr and never in error messages."""
 
 
-def _namespace_name(value: str) -> str:
-    if len(value) > _NAMESPACE_MAX_LENGTH or not _NAMESPACE_PATTERN.match(value):
-        raise PydanticCustomError(
-            "namespace_name",
-            "{name} is not a namespace name (lowercase letters, digits and '-', at most 63)",
-            {"name": repr(value)},
-        )
-    return value
+def name_format(kind: str, what: str, pattern: re.Pattern[str], max_length: int) -> AfterValidator:
+    """A validator for a Kubernetes name: `'x' is not a <what> (<rule>, at most <max_length>)`."""
+
+    def check(value: str) -> str:
+        if len(value) > max_length or not pattern.match(value):
+            raise PydanticCustomError(kind, "{name} is not " + what, {"name": repr(value)})
+        return value
+
+    return AfterValidator(check)
 
 
-NamespaceName = Annotated[str, AfterValidator(_namespace_name)]
+NamespaceName = Annotated[
+    str,
+    name_format(
+        "namespace_name",
+        "a namespace name (lowercase letters, digits and '-', at most 63)",
+        _NAMESPACE_PATTERN,
+        _NAMESPACE_MAX_LENGTH,
+    ),
+]
 
 
 def _seconds(default: float, *, ge: float, le: float, description: str) -> Any:

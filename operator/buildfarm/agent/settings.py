@@ -10,13 +10,13 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from buildfarm.agent.commands import TemplateError, check_template
 from buildfarm.api.meta import LABEL_VALUE_MAX, Platform
-from buildfarm.settings import NamespaceName, conflict, env_var, seconds_field
+from buildfarm.settings import NamespaceName, conflict, env_var, name_format, seconds_field
 
 ENV_PREFIX: Final = "BUILDFARM_AGENT_"
 DEFAULT_COMMAND: Final = (
@@ -38,17 +38,15 @@ def host_worker_name(hostname: str | None = None) -> str:
     return name or "worker"
 
 
-def _worker_name(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise PydanticCustomError(
-            "worker_name",
-            "{name} is not a Worker name (lowercase letters, digits, '-' and '.', at most 253)",
-            {"name": repr(value)},
-        )
-    return value
-
-
-WorkerName = Annotated[str, AfterValidator(_worker_name)]
+WorkerName = Annotated[
+    str,
+    name_format(
+        "worker_name",
+        "a Worker name (lowercase letters, digits, '-' and '.', at most 253)",
+        _DNS_SUBDOMAIN,
+        253,
+    ),
+]
 
 
 def _default_platforms() -> list[Platform]:
