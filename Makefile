@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress load chaos bench demo down crds clean
+.PHONY: setup test lint unit integration stress load chaos bench demo down crds clean kind-up kind-test kind-down
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(BIN)/buildfarm: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	@touch $@
 
-setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver (cached)
+setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver and helm (cached)
 	bash hack/build-kube-apiserver.sh >/dev/null
+	bash hack/build-helm.sh >/dev/null
 
 lint: setup ## ruff, mypy (strict), and the CRDs are up to date with the models
 	$(BIN)/ruff check .
@@ -54,7 +55,23 @@ demo: setup ## Start a local control plane, run the operator, queue sample build
 down: ## Stop the local control plane that `make demo` left running
 	$(BIN)/buildfarm dev controlplane down
 
-crds: ## Regenerate crds/ from the API models
+KIND_CLUSTER := buildfarm
+KIND_KUBECONFIG := .buildfarm/kind.kubeconfig
+
+kind-up: ## Create the kind cluster of hack/kind.yaml (context kind-buildfarm) for Tilt and kind-test
+	@command -v kind >/dev/null || { echo "kind is not installed: see https://kind.sigs.k8s.io" >&2; exit 1; }
+	kind get clusters | grep -qx $(KIND_CLUSTER) || \
+		kind create cluster --config hack/kind.yaml $(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE))
+
+kind-test: setup kind-up ## Run the whole test suite against the kind cluster instead of a local control plane
+	@mkdir -p $(dir $(KIND_KUBECONFIG))
+	kind get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
+	BUILDFARM_TEST_USE_EXISTING_CLUSTER=1 BUILDFARM_TEST_KUBECONFIG=$(KIND_KUBECONFIG) $(BIN)/pytest
+
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+crds: ## Regenerate crds/ and the chart's generated files (CRD copy, permission table, values table)
 	$(BIN)/buildfarm dev crds
 
 clean: down

@@ -212,6 +212,13 @@ class OperatorSettings(BaseSettings):
         description="How long past a build's spec.timeoutSeconds the operator waits for its agent to stop "
         "it before failing it with DeadlineExceeded itself, in seconds.",
     )
+    liveness_endpoint: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="Serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz (the Helm "
+        "chart's probes ask it); unset: no endpoint.",
+    )
     artifact_signing_key: Secret32 | None = Field(
         default=None,
         description="A secret key for signing build artifacts, at least 32 bytes (`openssl rand -hex 32`). "

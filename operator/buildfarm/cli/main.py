@@ -7,6 +7,7 @@ from buildfarm.cli.builds import cancel_command, retry_command
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
 from buildfarm.cli.operator import operator_command
+from buildfarm.cli.worker_admin import attach as attach_worker_admin
 from buildfarm.cli.workers import worker_group
 
 
@@ -22,6 +23,8 @@ cli.add_command(agent_command)
 cli.add_command(retry_command)
 cli.add_command(cancel_command)
 cli.add_command(worker_group)
+# add/rotate/remove join the `worker` group of cordon/uncordon/drain.
+attach_worker_admin(cli)
 
 
 def main() -> None:

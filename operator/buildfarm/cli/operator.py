@@ -26,6 +26,7 @@ _FLAGS: Final = {
     "standalone": "--standalone",
     "request_timeout": "--request-timeout",
     "handler_timeout": "--handler-timeout",
+    "liveness_endpoint": "--liveness",
 }
 
 
@@ -72,6 +73,13 @@ def _named(field: str, given: dict[str, Any]) -> str:
     metavar="SECONDS",
     help=f"The longest one handler may run. [env: {env_var('handler_timeout')}; default: 60]",
 )
+@click.option(
+    "--liveness",
+    "liveness_endpoint",
+    metavar="URL",
+    help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz. "
+    f"[env: {env_var('liveness_endpoint')}]",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages too.")
 def operator_command(
     kubeconfig: Path | None,
@@ -81,6 +89,7 @@ def operator_command(
     standalone: bool | None,
     request_timeout: str | None,
     handler_timeout: str | None,
+    liveness_endpoint: str | None,
     verbose: bool,
 ) -> None:
     """Run the operator: assign Builds to Workers until stopped (Ctrl-C or SIGTERM).
@@ -99,6 +108,7 @@ def operator_command(
         "standalone": standalone,
         "request_timeout": request_timeout,
         "handler_timeout": handler_timeout,
+        "liveness_endpoint": liveness_endpoint,
     }
     given = {name: value for name, value in flags.items() if value is not None}
     settings = settings_from(OperatorSettings, flags, _FLAGS)

@@ -31,7 +31,7 @@ DEFAULT_DEADLINE: Final = "1h"
 
 @click.group("worker", cls=AdminGroup)
 def worker_group() -> None:
-    """Cordon, uncordon and drain Workers (the build machines)."""
+    """Add, remove, cordon, uncordon and drain Workers (the build machines)."""
 
 
 @worker_group.command("cordon", epilog=exit_codes())

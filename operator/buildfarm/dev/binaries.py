@@ -1,7 +1,9 @@
-"""Finds the executables the local control plane runs: etcd, kube-apiserver and kubectl.
+"""Finds the executables the local control plane runs (etcd, kube-apiserver, kubectl) and helm, which
+the chart's tests run.
 
 Each can be overridden with an environment variable; otherwise etcd and kubectl come from the `dev` extra's
-PyPI packages and kube-apiserver from `hack/build-kube-apiserver.sh` in a buildfarm checkout.
+PyPI packages, and kube-apiserver and helm from `hack/build-kube-apiserver.sh` and `hack/build-helm.sh` in a
+buildfarm checkout (built once from their Go modules, then cached).
 """
 
 import importlib.util
@@ -16,8 +18,9 @@ from typing import Final
 ETCD_ENV: Final = "BUILDFARM_ETCD"
 KUBE_APISERVER_ENV: Final = "BUILDFARM_KUBE_APISERVER"
 KUBECTL_ENV: Final = "BUILDFARM_KUBECTL"
+HELM_ENV: Final = "BUILDFARM_HELM"
 
-# The first build compiles kube-apiserver from source; later runs only print the cached path.
+# The first build compiles kube-apiserver (or helm) from source; later runs only print the cached path.
 BUILD_TIMEOUT_SECONDS: Final = 30 * 60
 
 
@@ -76,14 +79,23 @@ def kubectl() -> Path:
 
 
 def kube_apiserver() -> Path:
-    override = _from_env(KUBE_APISERVER_ENV)
+    return _built("kube-apiserver", KUBE_APISERVER_ENV, "build-kube-apiserver.sh")
+
+
+def helm() -> Path:
+    return _built("helm", HELM_ENV, "build-helm.sh")
+
+
+def _built(name: str, env: str, script_name: str) -> Path:
+    """A binary that a hack/ script builds from a Go module and caches, printing its path last."""
+    override = _from_env(env)
     if override:
         return override
-    script = repo_root() / "hack" / "build-kube-apiserver.sh"
+    script = repo_root() / "hack" / script_name
     if not script.is_file():
         raise BinaryNotFoundError(
-            f"kube-apiserver not found: set {KUBE_APISERVER_ENV} to a kube-apiserver binary "
-            f"or run from a buildfarm checkout (it builds one with hack/build-kube-apiserver.sh)"
+            f"{name} not found: set {env} to a {name} binary "
+            f"or run from a buildfarm checkout (it builds one with hack/{script_name})"
         )
     bash = shutil.which("bash") or "/bin/bash"
     try:
@@ -99,14 +111,14 @@ def kube_apiserver() -> Path:
     except subprocess.TimeoutExpired as error:
         raise BinaryNotFoundError(
             f"{script} did not finish within {BUILD_TIMEOUT_SECONDS} s: run it by hand to see why, "
-            f"or set {KUBE_APISERVER_ENV} to a kube-apiserver binary"
+            f"or set {env} to a {name} binary"
         ) from error
     lines = result.stdout.strip().splitlines()
     built = Path(lines[-1]) if lines else None
     if result.returncode != 0 or built is None or not _is_executable(built):
         raise BinaryNotFoundError(
             f"{script} failed (exit {result.returncode}): see its messages above, "
-            f"or set {KUBE_APISERVER_ENV} to a kube-apiserver binary"
+            f"or set {env} to a {name} binary"
         )
     return built
 

@@ -82,4 +82,5 @@ async def serve(settings: OperatorSettings, api_client: ApiClient) -> None:
         standalone=settings.standalone,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
+        liveness_endpoint=settings.liveness_endpoint,
     )
