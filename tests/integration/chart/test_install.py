@@ -29,6 +29,7 @@ from buildfarm import constants as c
 from buildfarm.cli.main import cli
 from buildfarm.dev.binaries import helm as helm_binary
 from buildfarm.dev.controlplane import new_api_client
+from tests.conftest import discard_namespace
 from tests.support.agents import FAKE_COMMAND, ArchiveServer
 from tests.support.chart import CHART, Helm, values_args
 from tests.support.farm import wait_for
@@ -233,7 +234,7 @@ def farm(release: Release, api_client: client.ApiClient, core_v1: client.CoreV1A
     yield the_farm
     a.close()
     b.close()
-    core_v1.delete_namespace(namespace, _request_timeout=TIMEOUT)
+    discard_namespace(core_v1, client.CustomObjectsApi(api_client), namespace)
     for name in (a_name, b_name):
         admin(release, "remove", name)
 

@@ -104,6 +104,14 @@ def test_capacity_and_fifo_hold_across_restarts(
                 lambda: sum(p == "Assigned" for p in other.phases().values()) == 1,
             )
             wait_for("the watch to see it", lambda: len(active.assigned_order) == 3)
+            # The finished builds' slots go (and are counted) in a later cycle than the new reservation.
+            wait_for(
+                "only the running build to hold the slot",
+                lambda: (
+                    [r.name for r in farm.get_worker(mac).status.reservations]
+                    == [active.assigned_order[2].split("/")[1]]
+                ),
+            )
 
     assert active.over == []
     assert active.peak[mac] == 1
