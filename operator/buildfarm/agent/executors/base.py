@@ -4,8 +4,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from buildfarm.agent import sources
 from buildfarm.agent.logs import BuildLog
 from buildfarm.agent.process import Processes
+from buildfarm.agent.settings import AgentSettings
 from buildfarm.api.builds import Build
 
 
@@ -38,3 +40,17 @@ class Executor(Protocol):
     def execute(self, job: Job) -> Outcome:
         """Fetch the source, run the build, leave its artifacts in job.output_dir. Raises Stopped when
         job.processes is stopped, SourceError when the source cannot be fetched."""
+
+
+def fetch_source(job: Job, settings: AgentSettings) -> None:
+    """What every executor does first: make the output directory and fetch the build's source into the
+    job's source directory, within the agent's limits."""
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    sources.fetch(
+        job.build.spec.source,
+        job.source_dir,
+        job.processes,
+        job.log,
+        allow_file=settings.allow_file_sources,
+        max_archive_bytes=settings.max_archive_bytes,
+    )

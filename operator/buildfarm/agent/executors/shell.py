@@ -1,8 +1,8 @@
 """The shell executor: the build command runs on this machine, in the build's fresh workspace, in its own
 process group, with the explicit environment the Run gives it."""
 
-from buildfarm.agent import commands, sources
-from buildfarm.agent.executors.base import Job, Outcome
+from buildfarm.agent import commands
+from buildfarm.agent.executors.base import Job, Outcome, fetch_source
 from buildfarm.agent.settings import AgentSettings
 
 
@@ -15,15 +15,7 @@ class ShellExecutor:
         return None
 
     def execute(self, job: Job) -> Outcome:
-        job.output_dir.mkdir(parents=True, exist_ok=True)
-        sources.fetch(
-            job.build.spec.source,
-            job.source_dir,
-            job.processes,
-            job.log,
-            allow_file=self.settings.allow_file_sources,
-            max_archive_bytes=self.settings.max_archive_bytes,
-        )
+        fetch_source(job, self.settings)
         artifact = job.output_dir / commands.artifact_name(job.build)
         argv = commands.render(
             self.settings.command,

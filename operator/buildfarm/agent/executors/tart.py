@@ -14,7 +14,7 @@ import time
 from typing import Final
 
 from buildfarm.agent import commands, sources
-from buildfarm.agent.executors.base import Job, Outcome
+from buildfarm.agent.executors.base import Job, Outcome, fetch_source
 from buildfarm.agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -65,15 +65,7 @@ class TartExecutor:
         return f"{self.prefix}{job.build.uid[:8]}-{job.build.status.attempt}"
 
     def execute(self, job: Job) -> Outcome:
-        job.output_dir.mkdir(parents=True, exist_ok=True)
-        sources.fetch(
-            job.build.spec.source,
-            job.source_dir,
-            job.processes,
-            job.log,
-            allow_file=self.settings.allow_file_sources,
-            max_archive_bytes=self.settings.max_archive_bytes,
-        )
+        fetch_source(job, self.settings)
         vm = self.vm_name(job)
         job.log.say(f"Cloning VM {vm} from {self.image}.")
         if job.processes.run(["tart", "clone", self.image, vm], cwd=job.workspace) != 0:
