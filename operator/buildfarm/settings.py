@@ -101,6 +101,10 @@ def _seconds(default: float, *, ge: float, le: float, description: str) -> Any:
 seconds_field = _seconds  # for the settings of other commands (the agent's)
 
 
+# kopf stores peering priorities as JSON numbers; stay within what any reader keeps exact.
+PEERING_PRIORITY_MAX = 2**31 - 1
+
+
 class OperatorSettings(BaseSettings):
     """How the operator connects to Kubernetes and how long anything may take.
 
@@ -139,6 +143,22 @@ class OperatorSettings(BaseSettings):
     standalone: bool = Field(
         default=False,
         description="Run without kopf peering, i.e. without coordinating with other operator replicas.",
+    )
+    peering_priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=PEERING_PRIORITY_MAX,
+        description="This replica's kopf peering priority: of the replicas that peer, the one with the "
+        "highest works and the others wait. Unset: a random one, chosen at start, so that replicas started "
+        "alike do not tie (kopf pauses every replica of a tie).",
+    )
+    peering_lifetime_seconds: int = _seconds(
+        20,
+        ge=15,
+        le=600,
+        description="How long a replica counts as alive in the peering object after its last keep-alive "
+        "(kopf renews it every lifetime minus 5 to 10 s). A killed replica's standby takes over once it "
+        "expires; one stopped with SIGTERM hands over at once.",
     )
     request_timeout: float = _seconds(
         10.0, ge=0.5, le=300, description="The longest any single Kubernetes API call may take, in seconds."

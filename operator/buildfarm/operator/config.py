@@ -8,12 +8,13 @@ as the preflight checks did.
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import TYPE_CHECKING, Final
 
 import kopf
 
 from buildfarm import constants as c
-from buildfarm.settings import OperatorSettings
+from buildfarm.settings import PEERING_PRIORITY_MAX, OperatorSettings
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
@@ -41,6 +42,8 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     watching.connect_timeout = settings.connect_timeout
 
     kopf_settings.peering.standalone = settings.standalone
+    kopf_settings.peering.priority = settings.peering_priority or secrets.randbelow(PEERING_PRIORITY_MAX) + 1
+    kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
     # The operator posts its own Events, through the gateway, for what a user should see; kopf posts none
     # (its log lines would become Events only with posting.loggers, which stays off).
     kopf_settings.posting.enabled = False
