@@ -144,6 +144,15 @@ class OperatorSettings(BaseSettings):
         default=False,
         description="Run without kopf peering, i.e. without coordinating with other operator replicas.",
     )
+    peering_name: str = Field(
+        default="default",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="The name of kopf's peering object (a ClusterKopfPeering, or a KopfPeering in each "
+        "served namespace) in which replicas of one installation see each other. Another installation in "
+        "the same cluster uses another name (the chart uses its release's full name).",
+    )
     peering_priority: int | None = Field(
         default=None,
         ge=1,

@@ -43,7 +43,7 @@ def test_generated_files_match_their_sources() -> None:
 def test_defaults_render_every_part(helm: Helm) -> None:
     objects = helm.template()
     assert kinds(objects) == [
-        ("ClusterKopfPeering", "default"),
+        ("ClusterKopfPeering", "buildfarm"),
         ("ClusterRole", "buildfarm-agent"),
         ("ClusterRole", "buildfarm-edit"),
         ("ClusterRole", "buildfarm-operator"),
@@ -232,7 +232,15 @@ def test_settings_become_environment_variables(helm: Helm) -> None:
 def test_settings_keys_are_the_operator_settings() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     allowed = schema["properties"]["operator"]["properties"]["settings"]["propertyNames"]["enum"]
-    chart_owned = {"kubeconfig", "context", "namespaces", "standalone", "farm_namespace", "liveness_endpoint"}
+    chart_owned = {
+        "kubeconfig",
+        "context",
+        "namespaces",
+        "standalone",
+        "farm_namespace",
+        "liveness_endpoint",
+        "peering_name",
+    }
     secret = {"artifact_signing_key"}  # never a plain value: it will come from a Secret
     # One value for every replica would tie them, and kopf pauses every replica of a tie.
     per_replica = {"peering_priority"}

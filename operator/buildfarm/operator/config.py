@@ -42,6 +42,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     watching.connect_timeout = settings.connect_timeout
 
     kopf_settings.peering.standalone = settings.standalone
+    kopf_settings.peering.name = settings.peering_name
     kopf_settings.peering.priority = settings.peering_priority or secrets.randbelow(PEERING_PRIORITY_MAX) + 1
     kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
     # The operator posts its own Events, through the gateway, for what a user should see; kopf posts none
