@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+LINGER_SECONDS = 1.0
+
 
 class ServeError(Exception):
     """The service cannot start; the message is one line saying what to do."""
@@ -62,7 +64,9 @@ async def serve(
         if client_ca is None:
             logger.warning("The cluster publishes no client CA: only Bearer tokens will be accepted")
     context = ssl_context(settings, client_ca)
-    runner = web.AppRunner(make_app(service), access_log=None)
+    # After refusing an upload, read (and drop) what the client still sends for a moment only, so its
+    # client sees the answer instead of a reset, but a refused 4 GB body is not swallowed to the end.
+    runner = web.AppRunner(make_app(service), access_log=None, lingering_time=LINGER_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
     try:

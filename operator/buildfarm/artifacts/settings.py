@@ -71,7 +71,7 @@ class ArtifactSettings(BaseSettings):
         max_length=253,
         description="The address to listen on (0.0.0.0: every interface, as in a pod).",
     )
-    port: int = Field(default=8443, ge=1, le=65535, description="The port to listen on.")
+    port: int = Field(default=8443, ge=0, le=65535, description="The port to listen on (0: any free one).")
     base_url: str | None = Field(
         default=None,
         max_length=256,
