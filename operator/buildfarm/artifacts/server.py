@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from buildfarm.api.builds import TERMINAL_PHASES, Build
 from buildfarm.artifacts import access, errors, keys
@@ -125,6 +125,10 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
     except StorageError as error:
         logger.warning("Storage failed for %s %s: %s", request.method, request.path, error)
         return _error(errors.unavailable(f"the storage failed: {error}; retry shortly"))
+    except (ConnectionResetError, ClientPayloadError) as error:
+        # The client went away mid-body: nothing was made visible; there is nobody left to answer.
+        logger.info("Client left during %s %s: %s", request.method, request.path, error)
+        return _error(errors.Refused(400, "Incomplete", "the request body ended early: send it again"))
 
 
 def _error(refused: errors.Refused) -> web.Response:
