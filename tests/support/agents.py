@@ -80,6 +80,7 @@ class AgentFarm:
             "kill_grace_seconds": 1,
             "stop_grace_seconds": 30,
             "capabilities_interval_seconds": 600,
+            "metrics_port": 0,  # agents of parallel tests would share the default port
         }
         merged = defaults | settings
         return {f"BUILDFARM_AGENT_{k.upper()}": str(v) for k, v in merged.items() if v is not None}
