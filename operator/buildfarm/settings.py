@@ -51,6 +51,7 @@ FOREIGN_VARIABLES: Final[Mapping[str, str]] = {
     "BUILDFARM_KUBE_APISERVER": "dev tooling: the kube-apiserver binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_KUBECTL": "dev tooling: the kubectl binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_CACHE_DIR": "dev tooling: where hack/build-kube-apiserver.sh caches binaries",
+    "BUILDFARM_LOG_FORMAT": "every buildfarm command: text or json logs (`buildfarm --log-format`)",
 }
 # How alike a misspelling and a setting must be (difflib's ratio) to suggest the setting.
 _SUGGEST_CUTOFF: Final = 0.6
@@ -219,6 +220,13 @@ class OperatorSettings(BaseSettings):
         pattern=r"^https?://[^/\s]+(/\S*)?$",
         description="Serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz (the Helm "
         "chart's probes ask it); unset: no endpoint.",
+    )
+    metrics_port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://0.0.0.0:<port>/metrics (see docs/metrics.md); "
+        "0: no endpoint.",
     )
     artifact_signing_key: Secret32 | None = Field(
         default=None,

@@ -233,6 +233,7 @@ def test_settings_keys_are_the_operator_settings() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     allowed = schema["properties"]["operator"]["properties"]["settings"]["propertyNames"]["enum"]
     chart_owned = {"kubeconfig", "context", "namespaces", "standalone", "farm_namespace", "liveness_endpoint"}
+    chart_owned |= {"metrics_port"}  # the chart's metrics Service and ServiceMonitor must agree with it
     secret = {"artifact_signing_key"}  # never a plain value: it will come from a Secret
     assert sorted(allowed) == sorted(set(OperatorSettings.model_fields) - chart_owned - secret)
 
