@@ -83,6 +83,12 @@ class ArtifactSettings(BaseSettings):
         default=None, description="The serving certificate (PEM). Unset: plain HTTP (loopback and tests)."
     )
     tls_key_file: Path | None = Field(default=None, description="The serving certificate's private key.")
+    metrics_port: int = Field(
+        default=9092,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://0.0.0.0:<port>/metrics; 0: no endpoint.",
+    )
 
     # Kubernetes
     farm_namespace: NamespaceName = Field(

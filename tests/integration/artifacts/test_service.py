@@ -21,6 +21,7 @@ from buildfarm.artifacts.backends.filesystem import FilesystemBackend
 from buildfarm.dev import certs
 from buildfarm.dev.controlplane import new_api_client
 from buildfarm.kube.artifacts_gateway import ArtifactsGateway
+from buildfarm.telemetry import exporter
 from tests.integration.artifacts.conftest import ARTIFACT_LIMIT, LOG_LIMIT, Builds, Setup
 from tests.support.artifacts import Caller, bind, files_under, wait_until
 
@@ -98,6 +99,7 @@ def test_refused_requests_write_nothing(
         client.V1Namespace(metadata=client.V1ObjectMeta(generate_name="other-")), _request_timeout=10
     ).metadata.name
     before = files_under(users.root)
+    forbidden_before = refusals("Forbidden")
     artifact = f"{build_path(namespace, 'b1', 1)}/artifacts/app.apk"
     other_sha = hashlib.sha256(b"other").hexdigest()
     cases = {
@@ -150,6 +152,15 @@ def test_refused_requests_write_nothing(
     assert got == {name: case[-1] for name, case in cases.items()}
     assert files_under(users.root) == before
     assert url.endswith(sources(namespace))
+    assert refusals("Forbidden") - forbidden_before == 7
+
+
+def refusals(reason: str) -> float:
+    """What the service's /metrics would report for refusals of `reason` (same process in tests)."""
+    value = exporter.registry_for("artifacts").get_sample_value(
+        "buildfarm_artifacts_refusals_total", {"reason": reason}
+    )
+    return value or 0.0
 
 
 def test_stale_attempt_is_fenced_off(users: Setup, builds: Builds, namespace: str) -> None:
