@@ -301,19 +301,25 @@ async def _get_log(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     response.headers["X-Buildfarm-Attempt"] = str(attempt)
     await response.prepare(request)
+    # From here on the answer has begun: a failure can only end the stream, not become an error body.
     position = offset
-    while True:
-        position = await _copy_from(service.backend, key, position, response)
-        if not follow or _log_complete(build, attempt):
-            # One more pass after the build finished: bytes appended just before it did are sent too.
-            if follow:
-                position = await _copy_from(service.backend, key, position, response)
-            break
-        await asyncio.sleep(service.settings.follow_poll_seconds)
-        stored = await service.backend.stat(key)
-        if stored is None or stored.size <= position:
-            build = await service.build(namespace, name)
-    await response.write_eof()
+    try:
+        while True:
+            position = await _copy_from(service.backend, key, position, response)
+            if not follow or _log_complete(build, attempt):
+                # One more pass after the build finished: bytes appended just before it did are sent too.
+                if follow:
+                    position = await _copy_from(service.backend, key, position, response)
+                break
+            await asyncio.sleep(service.settings.follow_poll_seconds)
+            stored = await service.backend.stat(key)
+            if stored is None or stored.size <= position:
+                build = await service.build(namespace, name)
+        await response.write_eof()
+    except (errors.Refused, StorageError) as error:
+        logger.info("Stopped following the log of %s/%s: %s", namespace, name, error)
+    except ConnectionResetError:
+        pass  # The reader left.
     return response
 
 
@@ -350,10 +356,16 @@ async def _serve(
         headers={**headers, "Content-Type": "application/octet-stream", "Content-Length": str(stored.size)}
     )
     await response.prepare(request)
-    async for chunk in service.backend.read(key):
-        await response.write(chunk)
-        metrics.SENT_BYTES.labels(kind).inc(len(chunk))
-    await response.write_eof()
+    try:
+        async for chunk in service.backend.read(key):
+            await response.write(chunk)
+            metrics.SENT_BYTES.labels(kind).inc(len(chunk))
+        await response.write_eof()
+    except (StorageError, KeyError) as error:
+        # Begun already: the client sees a short body (Content-Length tells it), never a wrong one.
+        logger.warning("Serving %s stopped: %s", what, error)
+    except ConnectionResetError:
+        pass  # The reader left.
     return response
 
 
