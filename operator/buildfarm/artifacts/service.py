@@ -13,7 +13,7 @@ from aiohttp import web
 
 from buildfarm.artifacts.auth import Authenticator, TokenCache
 from buildfarm.artifacts.backends import make_backend
-from buildfarm.artifacts.retention import sweep_forever
+from buildfarm.artifacts.retention import Sweeper
 from buildfarm.artifacts.server import Service, make_app
 from buildfarm.artifacts.settings import ArtifactSettings
 from buildfarm.kube import client as kube_client
@@ -83,7 +83,7 @@ async def serve(
         service.backend.name,
     )
     sweeper = asyncio.create_task(
-        sweep_forever(service.backend, service.gateway, settings.sweep_interval_seconds)
+        Sweeper(service.backend, service.gateway).forever(settings.sweep_interval_seconds)
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

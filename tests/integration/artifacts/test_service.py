@@ -413,14 +413,26 @@ def test_deleted_builds_lose_their_files(
     for name in ("gone", "kept"):
         reply = users.agent("a").call("PUT", f"{build_path(namespace, name, 1)}/artifacts/app.apk", b"x")
         assert reply.status == 201
-    gone_uid = uid(builds, "gone")
+    gone_uid, uid_of_kept = uid(builds, "gone"), uid(builds, "kept")
     builds.delete("gone")
 
     with new_api_client(Path(kubeconfig)) as api_client:
         gateway = ArtifactsGateway(api_client, (5, 10))
-        deleted = asyncio.run(retention.sweep(FilesystemBackend(users.root), gateway))
+        sweeper = retention.Sweeper(FilesystemBackend(users.root), gateway)
+        deleted = asyncio.run(sweeper.sweep())
+        left = stored(users, namespace)
+        builds.delete("kept")
+        asyncio.run(sweeper.sweep())
+        unused_once = stored(users, namespace)
+        asyncio.run(sweeper.sweep())
+        unused_twice = stored(users, namespace)
 
     assert deleted >= 1  # other tests' namespaces went too, with their builds
-    left = [f for f in stored(users, namespace) if f.startswith("builds/")]
-    assert left == [f"builds/{namespace}/kept/{uid(builds, 'kept')}/1/artifacts/app.apk"]
+    assert left == [
+        f"builds/{namespace}/kept/{uid_of_kept}/1/artifacts/app.apk",
+        f"sources/{namespace}/{SOURCE_SHA}/source.tar.gz",
+    ]
     assert gone_uid not in str(files_under(users.root))
+    # The source outlives its last Build by one sweep (it may have been uploaded for a Build to come).
+    assert unused_once == [f"sources/{namespace}/{SOURCE_SHA}/source.tar.gz"]
+    assert unused_twice == []

@@ -21,7 +21,7 @@ def test_good_file_names(name: str) -> None:
 
 def test_keys_follow_the_layout() -> None:
     sha = "a" * 64
-    assert keys.source_key("ns", sha) == f"sources/ns/{sha}.tar.gz"
+    assert keys.source_key("ns", sha) == f"sources/ns/{sha}/source.tar.gz"
     assert keys.artifact_key("ns", "b.1", "u-1", 2, "app.ipa") == "builds/ns/b.1/u-1/2/artifacts/app.ipa"
     assert keys.log_key("ns", "b", "u-1", 1) == "builds/ns/b/u-1/1/log"
 
