@@ -45,11 +45,13 @@ _SHOWN_MAX: Final = 80
 # A name ending in `*` stands for every variable it starts with. Keep this the one list of them.
 FOREIGN_VARIABLES: Final[Mapping[str, str]] = {
     "BUILDFARM_AGENT_*": "the worker agent",
+    "BUILDFARM_ARTIFACTS_*": "the artifact service",
     "BUILDFARM_TEST_*": "the test suite (tests/conftest.py, hack/stress.sh)",
     "BUILDFARM_ETCD": "dev tooling: the etcd binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_KUBE_APISERVER": "dev tooling: the kube-apiserver binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_KUBECTL": "dev tooling: the kubectl binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_CACHE_DIR": "dev tooling: where hack/build-kube-apiserver.sh caches binaries",
+    "BUILDFARM_LOG_FORMAT": "every buildfarm command: text or json logs (`buildfarm --log-format`)",
 }
 # How alike a misspelling and a setting must be (difflib's ratio) to suggest the setting.
 _SUGGEST_CUTOFF: Final = 0.6
@@ -247,6 +249,13 @@ class OperatorSettings(BaseSettings):
         pattern=r"^https?://[^/\s]+(/\S*)?$",
         description="Serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz (the Helm "
         "chart's probes ask it); unset: no endpoint.",
+    )
+    metrics_port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://0.0.0.0:<port>/metrics (see docs/metrics.md); "
+        "0: no endpoint.",
     )
     artifact_signing_key: Secret32 | None = Field(
         default=None,

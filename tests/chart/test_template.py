@@ -241,6 +241,7 @@ def test_settings_keys_are_the_operator_settings() -> None:
         "liveness_endpoint",
         "peering_name",
     }
+    chart_owned |= {"metrics_port"}  # the chart's metrics Service and ServiceMonitor must agree with it
     secret = {"artifact_signing_key"}  # never a plain value: it will come from a Secret
     # One value for every replica would tie them, and kopf pauses every replica of a tie.
     per_replica = {"peering_priority"}

@@ -15,6 +15,7 @@ import kopf
 
 from buildfarm import constants as c
 from buildfarm.settings import PEERING_PRIORITY_MAX, OperatorSettings
+from buildfarm.telemetry import logs
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
@@ -65,11 +66,14 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.background.instant_exit_timeout = 0.1
 
 
-def configure_logging(*, verbose: bool) -> None:
-    """Kopf's log format on stderr: INFO by default, DEBUG with --verbose. At INFO the operator says one
-    line per decision (queued, assigned, waiting reason changed, requeued); kopf's own per-handler
-    bookkeeping lines, one per watch event, are moved to DEBUG."""
+def configure_logging(*, verbose: bool, log_format: str = "text") -> None:
+    """Kopf's log format on stderr (or one JSON object per line: see telemetry/logs.py): INFO by default,
+    DEBUG with --verbose. At INFO the operator says one line per decision (queued, assigned, waiting
+    reason changed, requeued); kopf's own per-handler bookkeeping lines, one per watch event, are moved
+    to DEBUG."""
     kopf.configure(verbose=verbose)
+    for handler in logging.getLogger().handlers:
+        logs.install(handler, log_format)
     objects = logging.getLogger(KOPF_OBJECTS_LOGGER)
     if not any(isinstance(f, KopfBookkeepingToDebug) for f in objects.filters):
         objects.addFilter(KopfBookkeepingToDebug())
