@@ -17,8 +17,15 @@ from tests.support.chart import CHART, Helm, HelmFailed, find, kinds
 CRD_DIR = CHART.parent.parent / "crds"
 
 
+def operator_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-operator")
+    ]
+    return deployment
+
+
 def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    deployment = find(objects, "Deployment")
+    deployment = operator_deployment(objects)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return container
 
@@ -45,18 +52,27 @@ def test_defaults_render_every_part(helm: Helm) -> None:
     assert kinds(objects) == [
         ("ClusterKopfPeering", "buildfarm"),
         ("ClusterRole", "buildfarm-agent"),
+        ("ClusterRole", "buildfarm-artifacts"),
         ("ClusterRole", "buildfarm-edit"),
         ("ClusterRole", "buildfarm-operator"),
         ("ClusterRole", "buildfarm-view"),
+        ("ClusterRoleBinding", "buildfarm-artifacts"),
         ("ClusterRoleBinding", "buildfarm-operator"),
+        ("ConfigMap", "buildfarm-artifacts-ca"),
         ("CustomResourceDefinition", "builds.buildfarm.dev"),
         ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
         ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
         ("CustomResourceDefinition", "workers.buildfarm.dev"),
+        ("Deployment", "buildfarm-artifacts"),
         ("Deployment", "buildfarm-operator"),
+        ("PersistentVolumeClaim", "buildfarm-artifacts"),
         ("Role", "buildfarm-agent"),
         ("Role", "buildfarm-operator"),
+        ("RoleBinding", "buildfarm-artifacts-authentication-reader"),
         ("RoleBinding", "buildfarm-operator"),
+        ("Secret", "buildfarm-artifacts-tls"),
+        ("Service", "buildfarm-artifacts"),
+        ("ServiceAccount", "buildfarm-artifacts"),
         ("ServiceAccount", "buildfarm-operator"),
         ("ValidatingAdmissionPolicy", "buildfarm-agents"),
         ("ValidatingAdmissionPolicyBinding", "buildfarm-agents"),
@@ -72,11 +88,11 @@ def test_defaults_render_every_part(helm: Helm) -> None:
 
 def test_operator_pod_is_locked_down(helm: Helm) -> None:
     objects = helm.template()
-    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = operator_deployment(objects)["spec"]["template"]["spec"]
     container = operator_container(objects)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["automountServiceAccountToken"] is True
-    assert find(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert all(o["automountServiceAccountToken"] is False for o in objects if o["kind"] == "ServiceAccount")
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -151,7 +167,8 @@ def test_user_roles_never_write_status(helm: Helm) -> None:
     assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
     assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
-    assert [r["resources"] for r in edit["rules"]] == [["builds"]]
+    assert [r["resources"] for r in edit["rules"]] == [["builds"], ["builds/log", "builds/artifacts"]]
+    assert edit["rules"][1]["verbs"] == ["get"]
     assert {"create", "patch"} <= set(edit["rules"][0]["verbs"])
     off = helm.template({"rbac.aggregateToDefaultRoles": False})
     assert not any(
@@ -207,7 +224,7 @@ def test_custom_names(helm: Helm) -> None:
         "request.userInfo.username.startsWith('system:serviceaccount:macs:worker-')"
     )
     assert find(objects, "Role", "farm-agent")["metadata"]["namespace"] == "macs"
-    assert find(objects, "ClusterRoleBinding")["subjects"] == [
+    assert find(objects, "ClusterRoleBinding", "farm-operator")["subjects"] == [
         {"kind": "ServiceAccount", "name": "op", "namespace": "ops"}
     ]
     assert env(operator_container(objects))["BUILDFARM_FARM_NAMESPACE"] == "macs"
@@ -288,7 +305,8 @@ def test_notes_say_how_to_add_the_first_mac(helm: Helm, tmp_path: Path) -> None:
     notes = helm.notes(tmp_path)
     assert "buildfarm worker add mac-mini-1" in notes
     assert "--farm-namespace buildfarm-system --agent-role buildfarm-agent" in notes
-    assert "artifact service" in notes
+    assert "BUILDFARM_ARTIFACTS_URL=https://buildfarm-artifacts.buildfarm-system.svc:8443" in notes
+    assert "buildfarm submit" in notes
     assert "WARNING" in helm.notes(tmp_path, {"agentPolicy.enabled": False})
 
 

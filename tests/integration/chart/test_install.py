@@ -252,8 +252,19 @@ def test_install_creates_the_release_objects(release: Release, api_client: clien
     assert container.security_context.read_only_root_filesystem is True
     operator_role = rbac.read_cluster_role(f"{release.fullname}-operator")
     assert operator_role.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
-    for suffix in ("view", "edit", "agent"):
+    for suffix in ("view", "edit", "agent", "artifacts"):
         rbac.read_cluster_role(f"{release.fullname}-{suffix}")
+    reader = rbac.read_namespaced_role_binding(
+        f"{release.fullname}-artifacts-authentication-reader", "kube-system"
+    )
+    assert reader.role_ref.name == "extension-apiserver-authentication-reader"
+    apps = client.AppsV1Api(api_client)
+    assert (
+        apps.read_namespaced_deployment(f"{release.fullname}-artifacts", release.namespace).spec.replicas == 1
+    )
+    core = client.CoreV1Api(api_client)
+    core.read_namespaced_persistent_volume_claim(f"{release.fullname}-artifacts", release.namespace)
+    core.read_namespaced_service(f"{release.fullname}-artifacts", release.namespace)
     rbac.read_namespaced_role(f"{release.fullname}-agent", release.farm)
     rbac.read_namespaced_role(f"{release.fullname}-operator", release.farm)
     admission = client.AdmissionregistrationV1Api(api_client)
