@@ -331,3 +331,31 @@ def test_a_key_prefix_keeps_everything_under_it(s3_server: S3Server, bucket: str
     finally:
         backend.close()
     assert objects(s3_server, bucket) == [f"farm/a/{KEY}", f"farm/a/{LOG}.parts/{0:020d}"]
+
+
+def test_reads_while_a_log_is_appended_see_a_consistent_prefix(backend: S3Backend) -> None:
+    lines = [f"line {i}\n".encode() for i in range(15)]
+    text = b"".join(lines)
+
+    async def scenario() -> list[bytes]:
+        done = asyncio.Event()
+        seen: list[bytes] = []
+
+        async def writer() -> None:
+            size = 0
+            for line in lines:
+                size = await backend.append(LOG, size, chunks([line]), limit=MiB)
+            done.set()
+
+        async def follower() -> None:
+            while not done.is_set():
+                if await backend.stat(LOG) is not None:
+                    seen.append(await read_all(backend, LOG))
+
+        await asyncio.gather(writer(), follower(), follower())
+        return seen
+
+    for snapshot in run(scenario()):
+        assert text.startswith(snapshot)
+    assert run(backend.stat(LOG)) == Stored(key=LOG, size=len(text), sha256="")
+    assert run(read_all(backend, LOG)) == text

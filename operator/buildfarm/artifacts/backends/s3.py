@@ -240,7 +240,7 @@ class S3Backend:
         # Signing is local (the region is given), so presigning for another host needs no connection.
         self._presigner = self._new_client(public, self._http)
         self._parts: OrderedDict[str, _Parts] = OrderedDict()
-        self._append_locks: dict[str, asyncio.Lock] = {}
+        self._append_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def _new_client(self, endpoint: Any, http: urllib3.PoolManager) -> Minio:
         s = self._settings
@@ -364,33 +364,46 @@ class S3Backend:
     async def append(self, key: str, offset: int, chunks: AsyncIterator[bytes], *, limit: int) -> int:
         if offset < 0:
             raise ValueError(f"offset must not be negative (got {offset})")
-        lock = self._append_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            parts = await self._refresh_parts(key)
-            size = parts.end
-            if offset > size:
-                raise OffsetMismatch(size)
-            skip = size - offset
-            # Find the first new byte before starting an upload: a body that is all overlap (a retry whose
-            # first answer was lost) or empty writes no part.
-            first = b""
-            async for chunk in chunks:
-                if len(chunk) <= skip:
-                    skip -= len(chunk)
-                    continue
-                first = bytes(chunk[skip:])
-                skip = 0
-                break
-            if not first:
-                return size
-            reader = _BodyReader(
-                chunks, asyncio.get_running_loop(), limit=limit - size, first=first, keep_partial=True
-            )
-            await self._upload(self._part_name(key, size), reader, None)
+        # One lock per log being written, dropped when its last user leaves: the table stays small.
+        lock, users = self._append_locks.get(key, (asyncio.Lock(), 0))
+        self._append_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._append(key, offset, chunks, limit)
+        finally:
+            lock, users = self._append_locks[key]
+            if users == 1:
+                del self._append_locks[key]
+            else:
+                self._append_locks[key] = (lock, users - 1)
+
+    async def _append(self, key: str, offset: int, chunks: AsyncIterator[bytes], limit: int) -> int:
+        parts = await self._refresh_parts(key)
+        size = parts.end
+        if offset > size:
+            raise OffsetMismatch(size)
+        skip = size - offset
+        # Find the first new byte before starting an upload: a body that is all overlap (a retry whose
+        # first answer was lost) or empty writes no part.
+        first = b""
+        async for chunk in chunks:
+            if len(chunk) <= skip:
+                skip -= len(chunk)
+                continue
+            first = bytes(chunk[skip:])
+            skip = 0
+            break
+        if not first:
+            return size
+        reader = _BodyReader(
+            chunks, asyncio.get_running_loop(), limit=limit - size, first=first, keep_partial=True
+        )
+        await self._upload(self._part_name(key, size), reader, None)
+        if parts.end == size:  # unless a concurrent stat or read has listed the new part already
             parts.add(size, reader.size)
-            if reader.body_error is not None:
-                raise reader.body_error
-            return size + reader.size
+        if reader.body_error is not None:
+            raise reader.body_error
+        return size + reader.size
 
     async def _refresh_parts(self, key: str) -> _Parts:
         """The key's parts, listing only those after the last one already known."""
@@ -403,6 +416,8 @@ class S3Backend:
                 start = int(name[len(prefix) :])
             except ValueError:
                 continue  # Not a part of ours.
+            if start < parts.end:
+                continue  # Known already: an append added it while this listing ran.
             if start != parts.end:
                 raise StorageError(
                     f"the log {key} has a gap or overlap at byte {start} (expected {parts.end}): "
