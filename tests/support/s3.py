@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import pytest
 import urllib3
 from minio import Minio
 
@@ -66,6 +67,13 @@ class S3Server:
 
     def make_bucket(self, name: str) -> None:
         self.client().make_bucket(name)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One versitygw for the session; tests use their own bucket or key prefix. Import it into a conftest."""
+    with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@ fresh bucket, and looks at it with a plain S3 client to see what became visible,
 
 import asyncio
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
@@ -359,3 +360,18 @@ def test_reads_while_a_log_is_appended_see_a_consistent_prefix(backend: S3Backen
         assert text.startswith(snapshot)
     assert run(backend.stat(LOG)) == Stored(key=LOG, size=len(text), sha256="")
     assert run(read_all(backend, LOG)) == text
+
+
+def test_sweep_incoming_removes_only_old_temporary_uploads(
+    s3_server: S3Server, bucket: str, backend: S3Backend
+) -> None:
+    client = s3_server.client()
+    client.put_object(bucket, ".incoming/left-by-a-crash", io.BytesIO(b"partial"), 7)
+    run(backend.put(KEY, chunks([b"data"]), limit=MiB))
+    assert run(backend.sweep_incoming(timedelta(hours=1))) == 0  # too young: may be a running upload
+    later = S3Backend(s3_server.settings(bucket=bucket), clock=lambda: datetime.now(UTC) + timedelta(hours=2))
+    try:
+        assert run(later.sweep_incoming(timedelta(hours=1))) == 1
+    finally:
+        later.close()
+    assert objects(s3_server, bucket) == [KEY]

@@ -220,7 +220,8 @@ class S3Backend:
         self._settings = settings
         self._bucket = settings.bucket
         self._prefix = settings.prefix
-        self._clock = clock  # the signing time of presigned URLs: tests sign in the past to see expiry
+        # Now, for presigned URLs' signing time and the age of temporary uploads: tests move it.
+        self._clock = clock
         self._endpoint = str(settings.endpoint).rstrip("/")
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="s3"
@@ -446,7 +447,25 @@ class S3Backend:
         for name in await self._call(self._list_dirs, full, what=f"list {prefix}"):
             yield name[len(self._prefix) :]
 
+    async def sweep_incoming(self, older_than: timedelta) -> int:
+        """Delete temporary upload objects older than `older_than`: what a service that crashed between
+        an upload and its copy left in `.incoming/` (uploads still running are younger). Returns how many.
+        Not part of the protocol: the retention sweep calls it when the backend has it."""
+        cutoff = self._clock() - older_than
+        prefix = f"{self._prefix}{INCOMING}"
+        stale = await self._call(self._list_older, prefix, cutoff, what="list temporary uploads")
+        for start in range(0, len(stale), _DELETE_BATCH):
+            await self._call(self._remove_all, stale[start : start + _DELETE_BATCH], what="delete uploads")
+        return len(stale)
+
     # --- blocking calls, on the backend's threads ----------------------------------------------------
+
+    def _list_older(self, prefix: str, cutoff: datetime) -> list[str]:
+        return [
+            str(obj.object_name)
+            for obj in self._client.list_objects(self._bucket, prefix=prefix, recursive=True)
+            if not obj.is_dir and obj.last_modified is not None and obj.last_modified < cutoff
+        ]
 
     def _list(self, prefix: str, recursive: bool, start_after: str | None) -> list[tuple[str, int]]:
         return [
