@@ -2,6 +2,7 @@
 missing bucket or wrong credentials by S3Backend.check() against the real server; each is one line."""
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ REQUIRED = {
 
 
 def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> S3Settings:
-    for name in [n for n in __import__("os").environ if n.startswith("BUILDFARM_ARTIFACTS_S3_")]:
+    for name in [n for n in os.environ if n.startswith("BUILDFARM_ARTIFACTS_S3_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -119,3 +120,28 @@ def test_check_explains_what_is_wrong(s3_server: S3Server, overrides: dict[str, 
     values = {k: (v.format(closed=free_port()) if isinstance(v, str) else v) for k, v in overrides.items()}
     message = one_line_error(s3_server.settings(**values))
     assert want in message, message
+
+
+def test_the_service_settings_bucket_is_used(monkeypatch: pytest.MonkeyPatch, s3_server: S3Server) -> None:
+    """make_backend passes the service's settings; their `bucket` (BUILDFARM_ARTIFACTS_BUCKET) wins."""
+    env = {
+        "BUILDFARM_ARTIFACTS_S3_ENDPOINT": s3_server.endpoint,
+        "BUILDFARM_ARTIFACTS_S3_ACCESS_KEY_ID": s3_server.access_key,
+        "BUILDFARM_ARTIFACTS_S3_SECRET_ACCESS_KEY": s3_server.secret_key,
+    }
+    load(monkeypatch, **{**env, "BUILDFARM_ARTIFACTS_S3_BUCKET": s3_server.bucket})
+
+    class ServiceSettings:
+        bucket = "no-such-bucket"
+
+    for bucket, works in [("no-such-bucket", False), (s3_server.bucket, True)]:
+        ServiceSettings.bucket = bucket
+        backend = S3Backend.from_settings(ServiceSettings())
+        try:
+            if works:
+                asyncio.run(backend.check())
+            else:
+                with pytest.raises(StorageError, match="NoSuchBucket"):
+                    asyncio.run(backend.check())
+        finally:
+            backend.close()

@@ -46,6 +46,7 @@ from urllib3.exceptions import HTTPError
 
 from buildfarm.artifacts.backends.base import DigestMismatch, OffsetMismatch, StorageError, Stored, TooLarge
 from buildfarm.artifacts.backends.s3_settings import S3_ENV_PREFIX, S3Settings
+from buildfarm.settings import validated
 
 # At most one part is in flight per upload, so an upload holds about two parts of memory (the part being
 # sent and the bytes read for the next); 8 MiB keeps that well under the issue's 64 MB per 1 GB transfer
@@ -220,8 +221,7 @@ class S3Backend:
         self._settings = settings
         self._bucket = settings.bucket
         self._prefix = settings.prefix
-        # Now, for presigned URLs' signing time and the age of temporary uploads: tests move it.
-        self._clock = clock
+        self._clock = clock  # the signing time of presigned URLs: tests sign in the past to see expiry
         self._endpoint = str(settings.endpoint).rstrip("/")
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="s3"
@@ -242,6 +242,15 @@ class S3Backend:
         self._presigner = self._new_client(public, self._http)
         self._parts: OrderedDict[str, _Parts] = OrderedDict()
         self._append_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @classmethod
+    def from_settings(cls, service_settings: object) -> S3Backend:
+        """The backend of the artifact service (buildfarm.artifacts.backends.make_backend): its settings'
+        `bucket` (BUILDFARM_ARTIFACTS_BUCKET) when set, everything else from BUILDFARM_ARTIFACTS_S3_*.
+        Raises buildfarm.settings.SettingsError (one line) when they are wrong; `check()` then proves
+        the store reachable with them."""
+        bucket = getattr(service_settings, "bucket", None)
+        return cls(validated(S3Settings, **({"bucket": bucket} if bucket else {})))
 
     def _new_client(self, endpoint: Any, http: urllib3.PoolManager) -> Minio:
         s = self._settings
@@ -447,11 +456,11 @@ class S3Backend:
         for name in await self._call(self._list_dirs, full, what=f"list {prefix}"):
             yield name[len(self._prefix) :]
 
-    async def sweep_incoming(self, older_than: timedelta) -> int:
-        """Delete temporary upload objects older than `older_than`: what a service that crashed between
-        an upload and its copy left in `.incoming/` (uploads still running are younger). Returns how many.
-        Not part of the protocol: the retention sweep calls it when the backend has it."""
-        cutoff = self._clock() - older_than
+    async def sweep_temporary(self, older_than_seconds: float, now: float) -> int:
+        """Delete temporary upload objects older than `older_than_seconds` before `now` (a Unix time): what a
+        service that crashed between an upload and its copy left in `.incoming/` (running uploads are
+        younger). Returns how many. Not part of the protocol: the retention sweep calls it when present."""
+        cutoff = datetime.fromtimestamp(now - older_than_seconds, UTC)
         prefix = f"{self._prefix}{INCOMING}"
         stale = await self._call(self._list_older, prefix, cutoff, what="list temporary uploads")
         for start in range(0, len(stale), _DELETE_BATCH):
