@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress load chaos bench bench-artifacts-s3 demo down crds clean kind-up kind-test kind-down
+.PHONY: setup test lint unit integration stress load chaos bench demo down crds clean kind-up kind-test kind-down
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,11 +47,12 @@ chaos: setup ## Kill agents and operators at random while builds run, ROUNDS tim
 	    tests/integration/agent/test_chaos.py | grep -E '^seed|passed|failed' || exit 1; \
 	done
 
-bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
-	$(BIN)/python hack/bench_scheduler.py
-
+.PHONY: bench-artifacts-s3
 bench-artifacts-s3: setup ## RSS growth and throughput of a 1 GB upload and download through the S3 backend (SIZE_MB=n)
 	$(BIN)/python hack/bench_artifacts_s3.py --size-mb $(or $(SIZE_MB),1024)
+
+bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
+	$(BIN)/python hack/bench_scheduler.py
 
 demo: setup ## Start a local control plane, run the operator, queue sample builds and watch them assigned
 	bash hack/demo.sh
