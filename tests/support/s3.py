@@ -38,6 +38,7 @@ class S3Server:
     bucket: str
     root: Path  # the posix backend's directory: <root>/<bucket>/<key>
     log: Path
+    pid: int  # also the process group: a test may kill the server to see the store fail
 
     def settings(self, **overrides: Any) -> S3Settings:
         """Backend settings for this server; `overrides` replace any field (e.g. bucket, prefix)."""
@@ -116,6 +117,7 @@ def running_s3_server(workdir: Path, bucket: str = "buildfarm-test") -> Iterator
             bucket=bucket,
             root=data,
             log=log,
+            pid=process.pid,
         )
         _wait_until_serving(process, port, log)
         server.make_bucket(bucket)

@@ -5,10 +5,12 @@ import asyncio
 import hashlib
 import io
 import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -18,11 +20,12 @@ from buildfarm.artifacts.backends.base import (
     Backend,
     DigestMismatch,
     OffsetMismatch,
+    StorageError,
     Stored,
     TooLarge,
 )
 from buildfarm.artifacts.backends.s3 import PART_SIZE, S3Backend
-from tests.support.s3 import S3Server
+from tests.support.s3 import S3Server, running_s3_server
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -373,3 +376,27 @@ def test_sweep_temporary_removes_only_old_temporary_uploads(
     assert run(backend.sweep_temporary(3600, now)) == 0  # too young: may be a running upload
     assert run(backend.sweep_temporary(3600, now + 7200)) == 1
     assert objects(s3_server, bucket) == [KEY]
+
+
+def test_a_store_failing_mid_upload_is_a_one_line_storage_error(tmp_path: Path) -> None:
+    with running_s3_server(tmp_path) as server:
+        backend = S3Backend(server.settings(read_timeout=5.0))
+        killed = False
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal killed
+            for i in range(4):
+                if i == 2:
+                    os.killpg(server.pid, signal.SIGKILL)  # the store dies after the first part
+                    killed = True
+                yield os.urandom(PART_SIZE // 2)
+
+        try:
+            with pytest.raises(StorageError) as error:
+                run(backend.put(KEY, body(), limit=64 * MiB))
+        finally:
+            backend.close()
+    assert killed
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("S3 could not upload")

@@ -299,12 +299,12 @@ class S3Backend:
             reader = _BodyReader(
                 chunks, asyncio.get_running_loop(), limit=limit, expected_sha256=expected_sha256
             )
-            await self._upload(self._name(key), reader, {SHA256_METADATA: expected_sha256})
+            await self._upload(self._name(key), reader, {SHA256_METADATA: expected_sha256}, key=key)
             return Stored(key=key, size=reader.size, sha256=reader.sha256)
 
         temporary = f"{self._prefix}{INCOMING}{uuid.uuid4().hex}"
         reader = _BodyReader(chunks, asyncio.get_running_loop(), limit=limit)
-        await self._upload(temporary, reader, None)
+        await self._upload(temporary, reader, None, key=key)
         try:
             existing = await self.stat(key)
             if existing is None or existing.sha256 != reader.sha256:
@@ -408,7 +408,7 @@ class S3Backend:
         reader = _BodyReader(
             chunks, asyncio.get_running_loop(), limit=limit - size, first=first, keep_partial=True
         )
-        await self._upload(self._part_name(key, size), reader, None)
+        await self._upload(self._part_name(key, size), reader, None, key=key)
         if parts.end == size:  # unless a concurrent stat or read has listed the new part already
             parts.add(size, reader.size)
         if reader.body_error is not None:
@@ -501,7 +501,9 @@ class S3Backend:
                 f"{errors[0].code} {errors[0].message}"
             )
 
-    async def _upload(self, name: str, reader: _BodyReader, metadata: dict[str, str] | None) -> None:
+    async def _upload(
+        self, name: str, reader: _BodyReader, metadata: dict[str, str] | None, *, key: str
+    ) -> None:
         future = asyncio.get_running_loop().run_in_executor(
             self._executor,
             lambda: self._client.put_object(
@@ -522,12 +524,15 @@ class S3Backend:
             with contextlib.suppress(BaseException):
                 await future
             raise
-        except BaseException as error:
-            if reader.error is not None and error is reader.error:
-                raise  # TooLarge, DigestMismatch, or the body's own failure: nothing was stored
+        except Exception as error:
             if reader.error is not None:
+                # TooLarge, DigestMismatch, or the body's own failure: the upload was aborted, nothing stored.
+                if error is reader.error:
+                    raise
                 raise reader.error from None
-            raise self._storage_error(error, f"upload {name.removeprefix(self._prefix)}") from None
+            if isinstance(error, MinioException | HTTPError | OSError):
+                raise self._storage_error(error, f"upload {key}") from None
+            raise
 
     async def _read_object(self, name: str, offset: int, *, what: str) -> AsyncIterator[bytes]:
         try:
