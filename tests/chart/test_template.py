@@ -57,6 +57,7 @@ def test_defaults_render_every_part(helm: Helm) -> None:
         ("Role", "buildfarm-agent"),
         ("Role", "buildfarm-operator"),
         ("RoleBinding", "buildfarm-operator"),
+        ("Service", "buildfarm-operator-metrics"),
         ("ServiceAccount", "buildfarm-operator"),
         ("ValidatingAdmissionPolicy", "buildfarm-agents"),
         ("ValidatingAdmissionPolicyBinding", "buildfarm-agents"),
@@ -87,7 +88,10 @@ def test_operator_pod_is_locked_down(helm: Helm) -> None:
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert env(container)["BUILDFARM_LIVENESS_ENDPOINT"] == "http://0.0.0.0:8080/healthz"
-    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
 
 
 def farm_rows(mode: Mode, in_farm: bool) -> list[dict[str, list[str]]]:
@@ -232,7 +236,15 @@ def test_settings_become_environment_variables(helm: Helm) -> None:
 def test_settings_keys_are_the_operator_settings() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     allowed = schema["properties"]["operator"]["properties"]["settings"]["propertyNames"]["enum"]
-    chart_owned = {"kubeconfig", "context", "namespaces", "standalone", "farm_namespace", "liveness_endpoint"}
+    chart_owned = {
+        "kubeconfig",
+        "context",
+        "namespaces",
+        "standalone",
+        "farm_namespace",
+        "liveness_endpoint",
+        "metrics_port",  # from metrics.enabled and metrics.port
+    }
     secret = {"artifact_signing_key"}  # never a plain value: it will come from a Secret
     assert sorted(allowed) == sorted(set(OperatorSettings.model_fields) - chart_owned - secret)
 
