@@ -13,9 +13,10 @@ $(BIN)/buildfarm: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	@touch $@
 
-setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver and helm (cached)
+setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver, helm and promtool (cached)
 	bash hack/build-kube-apiserver.sh >/dev/null
 	bash hack/build-helm.sh >/dev/null
+	bash hack/build-promtool.sh >/dev/null
 
 lint: setup ## ruff, mypy (strict), and the CRDs are up to date with the models
 	$(BIN)/ruff check .
