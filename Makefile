@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress load chaos bench demo down crds clean kind-up kind-test kind-down
+.PHONY: setup test lint unit integration stress load chaos bench bench-artifacts demo down crds clean kind-up kind-test kind-down
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ chaos: setup ## Kill agents and operators at random while builds run, ROUNDS tim
 
 bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
 	$(BIN)/python hack/bench_scheduler.py
+
+bench-artifacts: setup ## Stream 1 GB (SIZE_MB=n to change) through the artifact service: throughput and RSS growth vs a file copy
+	$(BIN)/python hack/bench_artifacts.py --size-mb $(or $(SIZE_MB),1024)
 
 demo: setup ## Start a local control plane, run the operator, queue sample builds and watch them assigned
 	bash hack/demo.sh

@@ -1,5 +1,5 @@
 """What a PromQL expression of the rules or the dashboard refers to, checked against the metrics tables
-of docs/monitoring.md: each metric exists, histograms are read through their series
+of docs/metrics.md: each metric exists, histograms are read through their series
 (_bucket, _count, _sum) and nothing else is, and every label matched or grouped by is one the metrics
 carry. A reading of the text, not a parser: promtool checks the syntax."""
 

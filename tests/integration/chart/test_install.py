@@ -262,9 +262,9 @@ def test_install_creates_the_release_objects(release: Release, api_client: clien
     binding = admission.read_validating_admission_policy_binding(f"{release.fullname}-agents")
     assert binding.spec.validation_actions == ["Deny"]
     peering = client.CustomObjectsApi(api_client).get_cluster_custom_object(
-        "kopf.dev", "v1", "clusterkopfpeerings", "default"
+        "kopf.dev", "v1", "clusterkopfpeerings", release.fullname
     )
-    assert peering["metadata"]["name"] == "default"
+    assert peering["metadata"]["name"] == release.fullname
 
 
 # The policy's type check (status.typeChecking) is written by kube-controller-manager, which does not run
@@ -614,6 +614,7 @@ def test_agent_and_operator_with_the_charts_identities_run_a_build(
         "KUBECONFIG": str(operator_kubeconfig),
         "BUILDFARM_FARM_NAMESPACE": release.farm,
         "BUILDFARM_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
+        "BUILDFARM_PEERING_NAME": release.fullname,
         "BUILDFARM_RESYNC_SECONDS": "2",
     }
     agent_env = clean | {
