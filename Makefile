@@ -13,10 +13,11 @@ $(BIN)/buildfarm: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	@touch $@
 
-setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver, helm and versitygw (cached)
+setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver, helm, versitygw and promtool (cached)
 	bash hack/build-kube-apiserver.sh >/dev/null
 	bash hack/build-helm.sh >/dev/null
 	bash hack/build-s3-server.sh >/dev/null
+	bash hack/build-promtool.sh >/dev/null
 
 lint: setup ## ruff, mypy (strict), and the CRDs are up to date with the models
 	$(BIN)/ruff check .

@@ -145,3 +145,15 @@ def test_schema_refuses_bad_artifact_values(helm: Helm, values: dict[str, Any], 
 
 def test_values_file_parses() -> None:
     assert yaml.safe_load((CHART / "values.yaml").read_text())["artifacts"]["enabled"] is True
+
+
+def test_service_monitor_scrapes_the_service_too(helm: Helm) -> None:
+    objects = helm.template({"metrics.serviceMonitor.enabled": True})
+    monitor = find(objects, "ServiceMonitor", "buildfarm-artifacts")
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "artifacts"
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    ports = {p["name"]: p for p in find(objects, "Service", "buildfarm-artifacts")["spec"]["ports"]}
+    assert ports["metrics"]["port"] == 9092
+    assert ("ServiceMonitor", "buildfarm-artifacts") not in kinds(
+        helm.template({"metrics.serviceMonitor.enabled": True, "artifacts.enabled": False})
+    )

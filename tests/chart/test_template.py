@@ -72,6 +72,7 @@ def test_defaults_render_every_part(helm: Helm) -> None:
         ("RoleBinding", "buildfarm-operator"),
         ("Secret", "buildfarm-artifacts-tls"),
         ("Service", "buildfarm-artifacts"),
+        ("Service", "buildfarm-operator-metrics"),
         ("ServiceAccount", "buildfarm-artifacts"),
         ("ServiceAccount", "buildfarm-operator"),
         ("ValidatingAdmissionPolicy", "buildfarm-agents"),
@@ -103,7 +104,10 @@ def test_operator_pod_is_locked_down(helm: Helm) -> None:
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert env(container)["BUILDFARM_LIVENESS_ENDPOINT"] == "http://0.0.0.0:8080/healthz"
-    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
 
 
 def farm_rows(mode: Mode, in_farm: bool) -> list[dict[str, list[str]]]:

@@ -8,6 +8,7 @@ from buildfarm.cli.artifacts import artifacts_group
 from buildfarm.cli.builds import cancel_command, retry_command
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
+from buildfarm.cli.listing import queue_command, workers_command
 from buildfarm.cli.operator import operator_command
 from buildfarm.cli.worker_admin import attach as attach_worker_admin
 from buildfarm.cli.workers import worker_group
@@ -35,6 +36,9 @@ cli.add_command(artifacts_group)
 cli.add_command(retry_command)
 cli.add_command(cancel_command)
 cli.add_command(worker_group)
+# Listings of the whole farm, beside the `worker` group that acts on one worker.
+cli.add_command(queue_command)
+cli.add_command(workers_command)
 # add/rotate/remove join the `worker` group of cordon/uncordon/drain.
 attach_worker_admin(cli)
 

@@ -1,9 +1,10 @@
-"""Finds the executables the local control plane runs (etcd, kube-apiserver, kubectl) and helm, which
-the chart's tests run.
+"""Finds the executables the local control plane runs (etcd, kube-apiserver, kubectl), helm, which
+the chart's tests run, and promtool, which checks the alert rules.
 
 Each can be overridden with an environment variable; otherwise etcd and kubectl come from the `dev` extra's
-PyPI packages, and kube-apiserver and helm from `hack/build-kube-apiserver.sh` and `hack/build-helm.sh` in a
-buildfarm checkout (built once from their Go modules, then cached).
+PyPI packages, and kube-apiserver, helm and promtool from `hack/build-kube-apiserver.sh`,
+`hack/build-helm.sh` and `hack/build-promtool.sh` in a buildfarm checkout (built once from their Go
+modules, then cached).
 """
 
 import importlib.util
@@ -21,6 +22,7 @@ KUBECTL_ENV: Final = "BUILDFARM_KUBECTL"
 HELM_ENV: Final = "BUILDFARM_HELM"
 # Under BUILDFARM_TEST_: only the tests and the S3 benchmark run it, never the operator.
 S3_SERVER_ENV: Final = "BUILDFARM_TEST_S3_SERVER"
+PROMTOOL_ENV: Final = "BUILDFARM_PROMTOOL"
 
 # The first build compiles kube-apiserver (or helm) from source; later runs only print the cached path.
 BUILD_TIMEOUT_SECONDS: Final = 30 * 60
@@ -91,6 +93,10 @@ def helm() -> Path:
 def s3_server() -> Path:
     """versitygw, the S3-compatible server the S3 artifact backend is tested against."""
     return _built("versitygw", S3_SERVER_ENV, "build-s3-server.sh")
+
+
+def promtool() -> Path:
+    return _built("promtool", PROMTOOL_ENV, "build-promtool.sh")
 
 
 def _built(name: str, env: str, script_name: str) -> Path:

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from buildfarm import constants as c
 from buildfarm.api.builds import Build, BuildStatus
 from buildfarm.api.workers import Worker
+from buildfarm.domain.health import Heartbeat
 from buildfarm.errors import BuildfarmError, Conflict, TransientError
 from buildfarm.kube.client import DEFAULT_KUBECONFIG, IN_CLUSTER_ENV, ClientSettings
 from buildfarm.kube.errors import classified
@@ -147,7 +148,32 @@ class AdminGateway:
         finally:
             watcher.stop()  # type: ignore[no-untyped-call]
 
+    def list_builds(self, namespace: str | None = None) -> list[Build]:
+        """Every build of `namespace`, or of all namespaces (read in pages)."""
+        if namespace:
+            with _allowed("list", c.BUILD_PLURAL, namespace):
+                return self._gateway.list_builds(namespace)
+        with _allowed("list", c.BUILD_PLURAL, all_namespaces=True):
+            return self._gateway.list_builds()
+
     # Workers
+
+    def list_workers(self) -> list[Worker]:
+        with _allowed("list", c.WORKER_PLURAL):
+            return self._gateway.list_workers()
+
+    def list_heartbeats(self, farm_namespace: str) -> dict[str, Heartbeat]:
+        """The agents' heartbeat Leases in the farm namespace, by worker name."""
+        try:
+            return self._gateway.list_heartbeats(farm_namespace)
+        except TransientError as error:
+            if error.reason != "Forbidden":
+                raise
+            raise Forbidden(
+                f"your credentials may not list leases.coordination.k8s.io in namespace {farm_namespace}: "
+                "ask an administrator for access (check with "
+                f"`kubectl auth can-i list leases.coordination.k8s.io -n {farm_namespace}`)"
+            ) from None
 
     def get_worker(self, name: str) -> Worker:
         with _allowed("get", c.WORKER_PLURAL):
