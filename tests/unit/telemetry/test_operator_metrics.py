@@ -34,7 +34,7 @@ def test_levels_from_a_snapshot() -> None:
     snapshot = Snapshot(
         builds=[
             build("new", phase=None, created=590),
-            build("old", created=0).model_copy(deep=True),
+            build("old", created=0),
             build("waits", created=300, platform="android"),
             build("runs", phase="Running", worker="mac", attempt=1),
             build("done", phase="Succeeded", worker="mac", attempt=1),
