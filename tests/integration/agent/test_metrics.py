@@ -107,7 +107,16 @@ def test_metrics_and_logs_after_a_scenario(
                     == {"BuildFailed", "SourceUnavailable"}
                 ),
             )
-            on_agent = scrape(agent_port)
+            # The agent counts a build after its final write, just before it logs "Reported".
+            wait_for(
+                "the agent's reports",
+                lambda: all(f"Reported {farm.namespace}/{n}:" in agent.log() for n in ("bad", "nosource")),
+            )
+            # A run gives its slot back once its workspace is deleted, after it reported.
+            on_agent = wait_for(
+                "the agent idle",
+                lambda: (s := scrape(agent_port)) and value(s, "buildfarm_agent_busy_slots") == 0 and s,
+            )
             farm.build("lost", source=archives.source("lost", **LONG), **android)
             # Its agent logs that it started it just after writing Running: killed only then.
             wait_for("lost started", lambda: f"Started {farm.namespace}/lost " in agent.log())
