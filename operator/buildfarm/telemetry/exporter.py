@@ -1,7 +1,6 @@
 """One registry and one /metrics endpoint per process, holding its own component's metrics, the
 Kubernetes API client's, and the process's own (CPU, memory, file descriptors, garbage collection)."""
 
-import threading
 from typing import Final
 from wsgiref.simple_server import WSGIServer
 
@@ -46,6 +45,7 @@ def serve(
 
 
 def stop(server: WSGIServer | None) -> None:
+    """Stop serving (waits for the serving thread's loop to end, at most its half-second poll)."""
     if server is not None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        server.shutdown()
         server.server_close()

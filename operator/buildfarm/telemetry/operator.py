@@ -15,7 +15,14 @@ from typing import Final
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from buildfarm.api.builds import ACTIVE_PHASES, TERMINAL_PHASES, Build, BuildPhase
+from buildfarm.api.builds import (
+    ACTIVE_PHASES,
+    TERMINAL_PHASES,
+    WAIT_REASONS,
+    Build,
+    BuildPhase,
+    BuildStatus,
+)
 from buildfarm.api.meta import Platform
 from buildfarm.api.workers import READY, Worker
 from buildfarm.domain.conditions import SCHEDULED
@@ -119,6 +126,7 @@ READY_CAPACITY: Final = computed(
 NEW_PHASE: Final = "New"
 REQUEUED_BY_OPERATOR: Final = "Requeued"  # the status reason of transitions.worker_lost
 WORKER_LOST: Final = "WorkerLost"
+HANDED_BACK: Final = "HandedBack"
 # Events older than this process are not counted when a build is first seen (at start-up, in the LIST):
 # the previous process counted them.
 STARTED: Final = datetime.now(UTC)
@@ -133,9 +141,8 @@ def build_changed(previous: Build | None, current: Build) -> None:
         if status.assigned_at is not None and since is not None:
             waited = (status.assigned_at - since).total_seconds()
             QUEUE_WAIT.labels(platform).observe(max(0.0, waited))
-    if before is not None and before.phase in ACTIVE_PHASES and status.phase == BuildPhase.PENDING:
-        reason = WORKER_LOST if status.reason == REQUEUED_BY_OPERATOR else status.reason or "Unknown"
-        REQUEUES.labels(reason).inc()
+    if before is not None and before.phase in ACTIVE_PHASES and _requeued(before, status):
+        REQUEUES.labels(_requeue_reason(before, status)).inc()
     finished = status.phase in TERMINAL_PHASES and (before is None or before.phase not in TERMINAL_PHASES)
     if finished and _newly(before, status.finished_at):
         result = str(status.phase)
@@ -143,6 +150,23 @@ def build_changed(previous: Build | None, current: Build) -> None:
         if status.started_at is not None and status.finished_at is not None:
             ran = (status.finished_at - status.started_at).total_seconds()
             BUILD_DURATION.labels(platform, result).observe(max(0.0, ran))
+
+
+def _requeued(before: BuildStatus, status: BuildStatus) -> bool:
+    """Back in the queue, or (its Pending copy never seen: kopf batches quick successive events, and another
+    operator may act on it first) already assigned again at a later attempt."""
+    return status.phase == BuildPhase.PENDING or (
+        status.phase in ACTIVE_PHASES and status.attempt > before.attempt
+    )
+
+
+def _requeue_reason(before: BuildStatus, status: BuildStatus) -> str:
+    if status.phase == BuildPhase.PENDING and status.reason == REQUEUED_BY_OPERATOR:
+        return WORKER_LOST
+    if status.phase == BuildPhase.PENDING and status.reason and status.reason not in WAIT_REASONS:
+        return status.reason  # HandedBack, AgentRestarted, Drained
+    # The requeue's own reason was overwritten before it was seen; a handback counts itself.
+    return HANDED_BACK if status.handbacks > before.handbacks else WORKER_LOST
 
 
 def _newly(before: object | None, at: datetime | None) -> bool:

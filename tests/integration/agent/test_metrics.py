@@ -39,6 +39,14 @@ def scrape(port: int) -> Samples:
     }
 
 
+def scrape_when_up(port: int) -> Samples | None:
+    """None while the process is still starting (its endpoint opens after its start-up checks)."""
+    try:
+        return scrape(port)
+    except OSError:
+        return None
+
+
 def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
@@ -99,9 +107,19 @@ def test_metrics_and_logs_after_a_scenario(
                     == {"BuildFailed", "SourceUnavailable"}
                 ),
             )
-            on_agent = scrape(agent_port)
+            # The agent counts a build after its final write, just before it logs "Reported".
+            wait_for(
+                "the agent's reports",
+                lambda: all(f"Reported {farm.namespace}/{n}:" in agent.log() for n in ("bad", "nosource")),
+            )
+            # A run gives its slot back once its workspace is deleted, after it reported.
+            on_agent = wait_for(
+                "the agent idle",
+                lambda: (s := scrape(agent_port)) and value(s, "buildfarm_agent_busy_slots") == 0 and s,
+            )
             farm.build("lost", source=archives.source("lost", **LONG), **android)
-            wait_for("lost Running", lambda: farm.get_build("lost").status.phase == "Running")
+            # Its agent logs that it started it just after writing Running: killed only then.
+            wait_for("lost started", lambda: f"Started {farm.namespace}/lost " in agent.log())
             agent.signal(signal.SIGKILL)
             agent.wait()
         wait_for(
@@ -122,6 +140,21 @@ def test_metrics_and_logs_after_a_scenario(
             ),
         )
         workers = _all_workers(farm)
+
+    # A restarted operator shows the same levels at once, and counts nothing that happened before it.
+    again = tmp_path / "restarted"
+    again.mkdir()
+    restarted_port = free_port()
+    env["BUILDFARM_METRICS_PORT"] = str(restarted_port)
+    with operators(1, kubeconfig, again, ["--namespace", farm.namespace], env=env):
+        after_restart = wait_for(
+            "the restarted operator's cache",
+            lambda: (
+                (s := scrape_when_up(restarted_port))
+                and value(s, "buildfarm_builds", phase="Pending", platform="android") == 1
+                and s
+            ),
+        )
 
     # The agent: two failures and a success it ran; one of them its executor could not run.
     assert value(on_agent, "buildfarm_agent_builds_total", result="Succeeded") == 1
@@ -200,6 +233,20 @@ def test_metrics_and_logs_after_a_scenario(
         )
         or 0
     ) >= 4
+
+    def levels(samples: Samples) -> Samples:
+        gauges = (
+            "buildfarm_builds",
+            "buildfarm_pending_builds",
+            "buildfarm_worker_ready",
+            "buildfarm_worker_busy_slots",
+        )
+        return {key: count for key, count in samples.items() if key[0] in gauges}
+
+    assert levels(after_restart) == levels(got)
+    events = ("buildfarm_builds_finished_total", "buildfarm_requeues_total", "buildfarm_assignments_total")
+    assert [key for key in after_restart if key[0] in events] == []
+    assert value(after_restart, "buildfarm_worker_ready_transitions_total", worker=worker) is None
 
     # The logs: every line of both is one JSON object; lines about builds carry their fields.
     operator_lines = json_lines(tmp_path / "operator-0.log")

@@ -627,6 +627,7 @@ def test_agent_and_operator_with_the_charts_identities_run_a_build(
         "BUILDFARM_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
         "BUILDFARM_PEERING_NAME": release.fullname,
         "BUILDFARM_RESYNC_SECONDS": "2",
+        "BUILDFARM_METRICS_PORT": "0",  # tests running in parallel would share the default port
     }
     agent_env = clean | {
         "KUBECONFIG": str(agent_kubeconfig),
@@ -637,6 +638,7 @@ def test_agent_and_operator_with_the_charts_identities_run_a_build(
         "BUILDFARM_AGENT_RENEW_INTERVAL_SECONDS": "1",
         "BUILDFARM_AGENT_RELIST_SECONDS": "5",
         "BUILDFARM_AGENT_LOG_INTERVAL_SECONDS": "0.5",
+        "BUILDFARM_AGENT_METRICS_PORT": "0",
     }
     operator_log, agent_log = tmp_path / "operator.log", tmp_path / "agent.log"
     with contextlib.ExitStack() as stack:

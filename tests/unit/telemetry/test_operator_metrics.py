@@ -34,7 +34,7 @@ def test_levels_from_a_snapshot() -> None:
     snapshot = Snapshot(
         builds=[
             build("new", phase=None, created=590),
-            build("old", created=0).model_copy(deep=True),
+            build("old", created=0),
             build("waits", created=300, platform="android"),
             build("runs", phase="Running", worker="mac", attempt=1),
             build("done", phase="Succeeded", worker="mac", attempt=1),
@@ -186,3 +186,17 @@ def test_ready_transitions_are_changes_of_the_ready_condition() -> None:
     metrics.worker_changed(ready, lost)
     metrics.worker_changed(lost, ready)
     assert read("buildfarm_worker_ready_transitions_total", worker="flappy") - before == 2
+
+
+def test_a_requeue_seen_late_keeps_its_reason() -> None:
+    """kopf may skip a quick intermediate version: the requeue's own Pending copy is not always seen."""
+    read = Values()
+    lost_before = read("buildfarm_requeues_total", reason="WorkerLost")
+    handed_before = read("buildfarm_requeues_total", reason="HandedBack")
+    running = with_status(build("r", phase="Running", worker="w", attempt=1), startedAt=at(10))
+    waits = with_status(running, phase="Pending", workerName="", reason="WorkerNotReady")
+    metrics.build_changed(running, waits)  # requeued by the operator, then its wait reason written
+    again = with_status(running, phase="Assigned", workerName="w2", attempt=2, handbacks=1, assignedAt=at(20))
+    metrics.build_changed(running, again)  # handed back and assigned again, both unseen
+    assert read("buildfarm_requeues_total", reason="WorkerLost") - lost_before == 1
+    assert read("buildfarm_requeues_total", reason="HandedBack") - handed_before == 1
