@@ -1,0 +1,1 @@
+"""The artifact service (sources, artifacts and logs of builds) and its client."""
