@@ -1,1 +1,0 @@
-"""The artifact service (sources, artifacts and logs of builds) and its client."""
