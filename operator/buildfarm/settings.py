@@ -45,6 +45,7 @@ _SHOWN_MAX: Final = 80
 # A name ending in `*` stands for every variable it starts with. Keep this the one list of them.
 FOREIGN_VARIABLES: Final[Mapping[str, str]] = {
     "BUILDFARM_AGENT_*": "the worker agent",
+    "BUILDFARM_ARTIFACTS_*": "the artifact service",
     "BUILDFARM_TEST_*": "the test suite (tests/conftest.py, hack/stress.sh)",
     "BUILDFARM_ETCD": "dev tooling: the etcd binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_KUBE_APISERVER": "dev tooling: the kube-apiserver binary (buildfarm/dev/binaries.py)",

@@ -3,6 +3,7 @@
 import click
 
 from buildfarm.cli.agent import agent_command
+from buildfarm.cli.artifacts import artifacts_group
 from buildfarm.cli.builds import cancel_command, retry_command
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
@@ -20,6 +21,7 @@ dev.add_command(crds)
 cli.add_command(dev)
 cli.add_command(operator_command)
 cli.add_command(agent_command)
+cli.add_command(artifacts_group)
 cli.add_command(retry_command)
 cli.add_command(cancel_command)
 cli.add_command(worker_group)
