@@ -34,7 +34,7 @@ _NAMESPACE_MAX_LENGTH: Final = 63
 _NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Custom error types whose message already says all (and never shows a secret).
 SELF_EXPLAINING_ERRORS: Final = frozenset(
-    {"namespace_name", "secret_too_short", "worker_name", "label", "env_name", "command"}
+    {"namespace_name", "secret_too_short", "worker_name", "label", "env_name", "command", "url"}
 )
 # Marks a numeric field whose bounds are rendered as "between A and B seconds".
 _UNIT: Final = "unit"

@@ -21,6 +21,7 @@ from buildfarm.domain.fencing import Action, Token, decide
 from buildfarm.errors import BuildfarmError, NotFound
 from buildfarm.kube.agent_gateway import AgentGateway
 from buildfarm.kube.gateway import Gateway
+from buildfarm.transfer.client import ArtifactClient
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Supervisor:
         executor: Executor,
         clock: Callable[[], datetime],
         capacity: int,
+        transfer: ArtifactClient | None = None,
     ) -> None:
         self.settings = settings
         self.worker = settings.worker_name
@@ -44,6 +46,7 @@ class Supervisor:
         self.executor = executor
         self.clock = clock
         self.capacity = capacity
+        self.transfer = transfer
         self.runs: dict[str, BuildRun] = {}
         self._waiting: dict[str, Build] = {}  # assigned here, not started for want of a slot
         self._lock = threading.RLock()
@@ -158,6 +161,7 @@ class Supervisor:
             executor=self.executor,
             clock=self.clock,
             on_done=self._done,
+            transfer=self.transfer,
         )
         self.runs[run.key] = run
         run.start()

@@ -6,6 +6,7 @@ for a cluster that cannot be reached or used (as `buildfarm operator`).
 """
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Final
@@ -19,6 +20,7 @@ from buildfarm.errors import BuildfarmError
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.preflight import PreflightError, preflight_agent
 from buildfarm.settings import env_var
+from buildfarm.transfer.client import URL_SETTING
 
 _FLAGS: Final = {
     "worker_name": "--worker-name",
@@ -33,6 +35,7 @@ _FLAGS: Final = {
     "work_dir": "--work-dir",
     "tart_image": "--tart-image",
     "stop_grace_seconds": "--stop-grace",
+    "artifacts_url": "--artifacts-url",
 }
 
 
@@ -84,6 +87,12 @@ def _env(field: str) -> str:
     metavar="SECONDS",
     help=f"On SIGTERM, how long running builds may finish. [env: {_env('stop_grace_seconds')}; default: 600]",
 )
+@click.option(
+    "--artifacts-url",
+    metavar="URL",
+    help=f"The artifact service. [env: {_env('artifacts_url')} or {URL_SETTING}; default: none, artifacts "
+    "stay on this machine]",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages too.")
 def agent_command(
     worker_name: str | None,
@@ -98,6 +107,7 @@ def agent_command(
     work_dir: Path | None,
     tart_image: str | None,
     stop_grace: str | None,
+    artifacts_url: str | None,
     verbose: bool,
 ) -> None:
     """Run the worker agent of this machine: register its Worker, renew its Lease, and run the Builds
@@ -116,6 +126,9 @@ def agent_command(
         "work_dir": work_dir,
         "tart_image": tart_image,
         "stop_grace_seconds": stop_grace,
+        # The variable the CLI reads too; the agent's own (BUILDFARM_AGENT_ARTIFACTS_URL) wins over it.
+        "artifacts_url": artifacts_url
+        or (None if os.environ.get(_env("artifacts_url")) else os.environ.get(URL_SETTING) or None),
     }
     settings = settings_from(AgentSettings, flags, _FLAGS)
 
