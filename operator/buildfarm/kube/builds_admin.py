@@ -62,6 +62,11 @@ class AdminGateway:
         with _allowed("get", c.BUILD_PLURAL, namespace):
             return self._gateway.get_build(namespace, name)
 
+    def list_builds(self, namespace: str | None) -> list[Build]:
+        """The builds of `namespace` (None: of every namespace), for `buildfarm list`."""
+        with _allowed("list", c.BUILD_PLURAL, namespace, all_namespaces=namespace is None):
+            return self._gateway.list_builds(namespace)
+
     def create_build(self, namespace: str, body: dict[str, Any]) -> Build:
         """Create a Build; AlreadyExists if the name is taken (and only then: a 422 is not a name clash)."""
         name = body["metadata"]["name"]
