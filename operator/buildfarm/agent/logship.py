@@ -20,7 +20,7 @@ from buildfarm.transfer.client import ArtifactClient, ArtifactError, OffsetMisma
 
 log = logging.getLogger(__name__)
 
-CHUNK: Final = 256 * 1024
+CHUNK: Final = 256 * 1024  # bytes per request at most
 IDLE_SECONDS: Final = 1.0  # the longest a written line waits before it is sent (it is woken on writes)
 BACKOFF_MAX: Final = 10.0
 
@@ -33,6 +33,9 @@ class LogShipper:
         build: str,
         attempt: int,
         path: Path,
+        *,
+        first_backoff: float = 0.5,
+        chunk: int = CHUNK,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -41,6 +44,8 @@ class LogShipper:
         self.path = path
         self.sent = 0  # bytes the service has confirmed
         self.gave_up: str | None = None
+        self.first_backoff = first_backoff
+        self.chunk = chunk
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"log-{namespace}/{build}", daemon=True)
@@ -69,11 +74,11 @@ class LogShipper:
         self._wake.set()
 
     def _loop(self) -> None:
-        backoff = 0.5
+        backoff = self.first_backoff
         while self.gave_up is None:
             try:
                 more = self.ship_once()
-                backoff = 0.5
+                backoff = self.first_backoff
             except ArtifactError as error:
                 if not error.retryable:
                     self.gave_up = str(error)
@@ -98,7 +103,7 @@ class LogShipper:
         try:
             with self.path.open("rb") as file:
                 file.seek(self.sent)
-                data = file.read(CHUNK)
+                data = file.read(self.chunk)
         except FileNotFoundError:
             return False
         if not data:
