@@ -152,6 +152,8 @@ def agent_command(
             level=logging.DEBUG if verbose else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        # httpx logs every request at INFO: the log streaming alone would flood the agent's log.
+        logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
         try:
             run(settings, api_client, lease_client)
         except BuildfarmError as error:

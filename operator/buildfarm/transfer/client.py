@@ -250,7 +250,7 @@ class ArtifactClient:
         with contextlib.closing(response):
             self._raise_for(response, what)
             try:
-                yield from response.iter_bytes(CHUNK)
+                yield from response.iter_bytes()
             except httpx.HTTPError as error:
                 raise self._network_error(what, error) from None
 
@@ -428,7 +428,7 @@ def _write_checked(
     try:
         with partial.open("xb") as out:
             try:
-                for chunk in response.iter_bytes(CHUNK):
+                for chunk in response.iter_bytes():
                     size += len(chunk)
                     if limit is not None and size > limit:
                         raise ArtifactError(f"cannot {what}: it is larger than {limit} bytes")

@@ -1,0 +1,197 @@
+"""The user's whole path, on the real test API server with the real artifact service and a real agent
+(shell executor): `buildfarm submit` packs and uploads a project and creates the Build; the agent
+downloads the source from the service with its own credentials, runs the build and streams its log;
+`buildfarm logs -f` shows a line while the build is still running (the build waits on a gate the test
+opens only after seeing it); `buildfarm download` fetches the artifact, whose sha256 matches the status.
+No operator runs: the test assigns the build as the operator would."""
+
+import hashlib
+import json
+import subprocess
+import threading
+from pathlib import Path
+from typing import Final
+
+from kubernetes.client import ApiClient
+
+from buildfarm.kube.worker_access import agent_service_account
+from tests.integration.cli.conftest import cli_env, command, one_error, run_cli
+from tests.support.agents import AgentFarm, assign
+from tests.support.artifacts_serve import artifact_service
+from tests.support.farm import Farm, wait_for
+from tests.support.identities import Identity, service_account
+
+GROUP: Final = "buildfarm.dev"
+EVERYTHING: Final = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+USER_RULES: Final = [
+    {"apiGroups": [GROUP], "resources": ["builds", "builds/log", "builds/artifacts"], "verbs": ["*"]},
+]
+
+
+def project(root: Path) -> Path:
+    root.mkdir()
+    (root / "app.json").write_text(json.dumps({"expo": {"name": "Demo App", "slug": "demo-app"}}))
+    (root / "package.json").write_text(json.dumps({"name": "demo-app"}))
+    (root / ".gitignore").write_text("secret.txt\n")
+    (root / "secret.txt").write_text("not for the farm")
+    return root
+
+
+def test_submit_logs_download(
+    farm: Farm, api_client: ApiClient, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    identities: list[Identity] = []
+    worker = f"{namespace}-mac"
+    try:
+        agent_id = service_account(
+            api_client, Path(kubeconfig), namespace, agent_service_account(worker), tmp_path
+        )
+        user = service_account(api_client, Path(kubeconfig), namespace, "dev", tmp_path)
+        identities += [agent_id, user]
+        agent_id.grant(EVERYTHING)
+        user.grant(USER_RULES)
+        wait_for(
+            "RBAC to reach the authorizer", lambda: agent_id.holds(EVERYTHING) and user.holds(USER_RULES)
+        )
+        _run(farm, kubeconfig, namespace, worker, agent_id, user, tmp_path)
+    finally:
+        for identity in identities:
+            identity.cleanup()
+
+
+def _run(
+    farm: Farm,
+    kubeconfig: str,
+    namespace: str,
+    worker: str,
+    agent_id: Identity,
+    user: Identity,
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    # Prints a line, waits for the gate, then proves which source it built: the artifact is its app.json,
+    # and secret.txt (ignored by .gitignore) must not have been uploaded.
+    build_command = (
+        f"sh -c 'echo first-line; test ! -e secret.txt || exit 9; while [ ! -e {gate} ]; do sleep 0.1; done; "
+        'echo second-line; cp app.json "$1"\' sh {artifact}'
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    with artifact_service(kubeconfig, namespace, tmp_path) as url:
+        agents = AgentFarm(farm, str(agent_id.kubeconfig), tmp_path)
+        with agents.agent("mac", command=build_command, artifacts_url=url):
+            submitted = run_cli(
+                str(user.kubeconfig),
+                home,
+                "submit",
+                str(project(tmp_path / "app")),
+                "--platform",
+                "android",
+                "-n",
+                namespace,
+                "--artifacts-url",
+                url,
+            )
+            assert submitted.returncode == 0, submitted.stderr
+            name = submitted.stdout.strip()
+            assert name.startswith("demo-app-android-")
+            build = farm.get_build(name)
+            archive = build.spec.source.archive
+            assert archive is not None
+            assert archive.url.startswith(f"{url}/v1/namespaces/{namespace}/sources/")
+            assert archive.sha256 is not None
+            assert archive.url.endswith(archive.sha256)
+
+            assign(farm, name, worker)
+            follower = subprocess.Popen(
+                command(str(user.kubeconfig), "logs", name, "-f", "-n", namespace, "--artifacts-url", url),
+                env=cli_env(home),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            seen: list[str] = []
+            reader = threading.Thread(
+                target=lambda: seen.extend(raw.decode() for raw in follower.stdout or [])
+            )
+            reader.start()
+            try:
+                wait_for("`logs -f` to show first-line", lambda: "first-line\n" in seen)
+                # Seen while the build is still running: it cannot finish before the gate opens.
+                assert farm.get_build(name).status.phase == "Running"
+                gate.touch()
+                follower.wait(timeout=120)
+                reader.join(timeout=30)
+            finally:
+                if follower.poll() is None:
+                    follower.kill()
+                    follower.wait()
+                errors = follower.stderr.read() if follower.stderr else b""
+                for stream in (follower.stdout, follower.stderr):
+                    if stream is not None:
+                        stream.close()
+            assert follower.returncode == 0, errors.decode()
+            text = "".join(seen)
+            assert "second-line" in text
+            assert "from the artifact service" in text  # the agent fetched the source from the service
+            assert seen.count("first-line\n") == 1  # nothing shown twice
+            assert seen.index("first-line\n") < seen.index("second-line\n")
+
+            final = farm.get_build(name)
+            assert final.status.phase == "Succeeded", final.status.message
+            (artifact,) = final.status.artifacts
+            assert (
+                artifact.location
+                == f"{url}/v1/namespaces/{namespace}/builds/{name}/artifacts/{artifact.name}"
+            )
+
+            out = tmp_path / "downloaded.apk"
+            fetched = run_cli(
+                str(user.kubeconfig),
+                home,
+                "download",
+                name,
+                "-n",
+                namespace,
+                "-o",
+                str(out),
+                "--artifacts-url",
+                url,
+            )
+            assert fetched.returncode == 0, fetched.stderr
+            assert fetched.stdout.strip() == str(out)
+            data = out.read_bytes()
+            assert hashlib.sha256(data).hexdigest() == artifact.sha256
+            assert json.loads(data)["expo"]["slug"] == "demo-app"
+
+            listed = run_cli(str(user.kubeconfig), home, "list", "-n", namespace)
+            assert listed.returncode == 0, listed.stderr
+            assert listed.stdout.splitlines()[0].split() == [
+                "NAME",
+                "PHASE",
+                "PLATFORM",
+                "WORKER",
+                "ATTEMPT",
+                "AGE",
+            ]
+            assert listed.stdout.splitlines()[1].split()[:5] == [name, "Succeeded", "android", worker, "1"]
+
+            tail = run_cli(
+                str(user.kubeconfig),
+                home,
+                "logs",
+                name,
+                "-n",
+                namespace,
+                "--tail",
+                "1",
+                "--artifacts-url",
+                url,
+            )
+            assert tail.returncode == 0, tail.stderr
+            assert len(tail.stdout.splitlines()) == 1
+
+            missing = run_cli(
+                str(user.kubeconfig), home, "download", "nope", "-n", namespace, "--artifacts-url", url
+            )
+            assert missing.returncode == 3
+            assert "build nope not found" in one_error(missing)
