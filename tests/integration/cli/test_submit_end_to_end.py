@@ -12,10 +12,12 @@ import threading
 from pathlib import Path
 from typing import Final
 
+from click.testing import CliRunner, Result
 from kubernetes.client import ApiClient
 
+from buildfarm.cli.main import cli
 from buildfarm.kube.worker_access import agent_service_account
-from tests.integration.cli.conftest import cli_env, command, one_error, run_cli
+from tests.integration.cli.conftest import cli_env, command, run_cli
 from tests.support.agents import AgentFarm, assign
 from tests.support.artifacts_serve import artifact_service
 from tests.support.farm import Farm, wait_for
@@ -163,35 +165,21 @@ def _run(
             assert hashlib.sha256(data).hexdigest() == artifact.sha256
             assert json.loads(data)["expo"]["slug"] == "demo-app"
 
-            listed = run_cli(str(user.kubeconfig), home, "list", "-n", namespace)
-            assert listed.returncode == 0, listed.stderr
-            assert listed.stdout.splitlines()[0].split() == [
-                "NAME",
-                "PHASE",
-                "PLATFORM",
-                "WORKER",
-                "ATTEMPT",
-                "AGE",
-            ]
-            assert listed.stdout.splitlines()[1].split()[:5] == [name, "Succeeded", "android", worker, "1"]
+            # The rest in-process (each process start costs seconds on a busy machine).
+            listed = in_process(user, "list", "-n", namespace)
+            assert listed.exit_code == 0, listed.output
+            lines = listed.stdout.splitlines()
+            assert lines[0].split() == ["NAME", "PHASE", "PLATFORM", "WORKER", "ATTEMPT", "AGE"]
+            assert lines[1].split()[:5] == [name, "Succeeded", "android", worker, "1"]
 
-            tail = run_cli(
-                str(user.kubeconfig),
-                home,
-                "logs",
-                name,
-                "-n",
-                namespace,
-                "--tail",
-                "1",
-                "--artifacts-url",
-                url,
-            )
-            assert tail.returncode == 0, tail.stderr
-            assert len(tail.stdout.splitlines()) == 1
+            tail = in_process(user, "logs", name, "-n", namespace, "--tail", "2", "--artifacts-url", url)
+            assert tail.exit_code == 0, tail.output
+            assert tail.stdout.splitlines() == text.splitlines()[-2:]
 
-            missing = run_cli(
-                str(user.kubeconfig), home, "download", "nope", "-n", namespace, "--artifacts-url", url
-            )
-            assert missing.returncode == 3
-            assert "build nope not found" in one_error(missing)
+            missing = in_process(user, "download", "nope", "-n", namespace, "--artifacts-url", url)
+            assert missing.exit_code == 3
+            assert missing.stderr.startswith("error: build nope not found")
+
+
+def in_process(user: Identity, *args: str) -> Result:
+    return CliRunner().invoke(cli, [*args, "--kubeconfig", str(user.kubeconfig)], catch_exceptions=False)
