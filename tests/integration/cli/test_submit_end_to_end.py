@@ -5,6 +5,7 @@ downloads the source from the service with its own credentials, runs the build a
 opens only after seeing it); `buildfarm download` fetches the artifact, whose sha256 matches the status.
 No operator runs: the test assigns the build as the operator would."""
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from click.testing import CliRunner, Result
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, CoreV1Api, V1ObjectMeta, V1Secret
 
 from buildfarm.cli.main import cli
 from buildfarm.kube.worker_access import agent_service_account
@@ -24,6 +25,7 @@ from tests.support.farm import Farm, wait_for
 from tests.support.identities import Identity, service_account
 
 GROUP: Final = "buildfarm.dev"
+SIGNING_KEY: Final = b"-----FAKE SIGNING KEY 4f1c-----"
 EVERYTHING: Final = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
 USER_RULES: Final = [
     {"apiGroups": [GROUP], "resources": ["builds", "builds/log", "builds/artifacts"], "verbs": ["*"]},
@@ -55,7 +57,7 @@ def test_submit_logs_download(
         wait_for(
             "RBAC to reach the authorizer", lambda: agent_id.holds(EVERYTHING) and user.holds(USER_RULES)
         )
-        _run(farm, kubeconfig, namespace, worker, agent_id, user, tmp_path)
+        _run(farm, api_client, kubeconfig, namespace, worker, agent_id, user, tmp_path)
     finally:
         for identity in identities:
             identity.cleanup()
@@ -63,6 +65,7 @@ def test_submit_logs_download(
 
 def _run(
     farm: Farm,
+    api_client: ApiClient,
     kubeconfig: str,
     namespace: str,
     worker: str,
@@ -73,10 +76,15 @@ def _run(
     gate = tmp_path / "gate"
     # Prints a line, waits for the gate, then proves which source it built: the artifact is its app.json,
     # and secret.txt (ignored by .gitignore) must not have been uploaded.
+    # The signing key arrives as a file in $BUILDFARM_CREDENTIALS_DIR; it is appended to the artifact.
     build_command = (
         f"sh -c 'echo first-line; test ! -e secret.txt || exit 9; while [ ! -e {gate} ]; do sleep 0.1; done; "
-        'echo second-line; cp app.json "$1"\' sh {artifact}'
+        'echo second-line; cp app.json "$1"; cat "$BUILDFARM_CREDENTIALS_DIR/key.p12" >> "$1"\' sh {artifact}'
     )
+    secret = V1Secret(
+        metadata=V1ObjectMeta(name="signing"), data={"key.p12": base64.b64encode(SIGNING_KEY).decode()}
+    )
+    CoreV1Api(api_client).create_namespaced_secret(namespace, secret, _request_timeout=10)
     home = tmp_path / "home"
     home.mkdir()
     with artifact_service(kubeconfig, namespace, tmp_path) as url:
@@ -93,6 +101,8 @@ def _run(
                 namespace,
                 "--artifacts-url",
                 url,
+                "--credentials",
+                "signing",
             )
             assert submitted.returncode == 0, submitted.stderr
             name = submitted.stdout.strip()
@@ -117,7 +127,15 @@ def _run(
             )
             reader.start()
             try:
-                wait_for("`logs -f` to show first-line", lambda: "first-line\n" in seen)
+
+                def shown_or_failed() -> bool:
+                    if "first-line\n" in seen:
+                        return True
+                    status = farm.get_build(name).status
+                    assert status.phase != "Failed", status.message
+                    return False
+
+                wait_for("`logs -f` to show first-line", shown_or_failed)
                 # Seen while the build is still running: it cannot finish before the gate opens.
                 assert farm.get_build(name).status.phase == "Running"
                 gate.touch()
@@ -163,7 +181,12 @@ def _run(
             assert fetched.stdout.strip() == str(out)
             data = out.read_bytes()
             assert hashlib.sha256(data).hexdigest() == artifact.sha256
-            assert json.loads(data)["expo"]["slug"] == "demo-app"
+            assert data.endswith(SIGNING_KEY)
+            assert json.loads(data.removesuffix(SIGNING_KEY))["expo"]["slug"] == "demo-app"
+            # The key was in the build's workspace only: never in the log, gone with the workspace.
+            assert SIGNING_KEY.decode() not in text
+            assert "Fetched credentials: key.p12" in text
+            assert not list((tmp_path / "agent-mac" / "workspaces").iterdir())
 
             # The rest in-process (each process start costs seconds on a busy machine).
             listed = in_process(user, "list", "-n", namespace)
