@@ -26,6 +26,7 @@ from buildfarm.kube.client import request_timeout
 from buildfarm.kube.credentials import http_credentials
 from buildfarm.kube.gateway import Gateway
 from buildfarm.kube.leases import Leases
+from buildfarm.telemetry import agent as metrics
 from buildfarm.transfer.client import ArtifactClient
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Agent:
             worker.spec.capacity,
             transfer=self.transfer,
         )
+        metrics.watch_slots(lambda: len(supervisor.runs), lambda: supervisor.capacity)
         supervisor.start()
         log.info(
             "Agent of worker %s is running (%s executor, capacity %d).",

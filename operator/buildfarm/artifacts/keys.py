@@ -63,8 +63,13 @@ def uid(value: str) -> str:
     return value
 
 
+def source_prefix(ns: str, digest: str) -> str:
+    """One prefix per source, so the retention sweep can list sources with `list_prefixes`."""
+    return f"sources/{namespace(ns)}/{sha256(digest)}/"
+
+
 def source_key(ns: str, digest: str) -> str:
-    return f"sources/{namespace(ns)}/{sha256(digest)}.tar.gz"
+    return f"{source_prefix(ns, digest)}source.tar.gz"
 
 
 def build_prefix(ns: str, name: str, build_uid: str) -> str:

@@ -1,4 +1,5 @@
-"""Retention: the files of a Build go when the Build goes (docs/artifacts.md, "Retention").
+"""Retention: the files of a Build go when the Build goes, and a source when no Build uses it any more
+(docs/artifacts.md, "Retention").
 
 The choice: a periodic sweep by uid, not a finalizer. Storage is keyed `builds/{ns}/{name}/{uid}/`, and
 every prefix whose (namespace, name, uid) is no longer a Build is deleted. So deleting a Build, by hand or
@@ -16,6 +17,8 @@ import asyncio
 import logging
 import time
 
+from buildfarm.api.builds import Build
+from buildfarm.artifacts import keys
 from buildfarm.artifacts.backends.base import Backend, StorageError
 from buildfarm.errors import BuildfarmError
 from buildfarm.kube.artifacts_gateway import ArtifactsGateway
@@ -35,32 +38,71 @@ async def stored_builds(backend: Backend) -> list[str]:
     return found
 
 
-async def sweep(backend: Backend, gateway: ArtifactsGateway) -> int:
-    """Delete the files of Builds that no longer exist; returns how many objects went."""
-    prefixes = await stored_builds(backend)
-    builds = await asyncio.to_thread(gateway.list_builds)
-    live = {f"builds/{b.namespace}/{b.name}/{b.uid}/" for b in builds}
-    deleted = 0
-    for prefix in prefixes:
-        if prefix in live:
-            continue
-        try:
-            count = await backend.delete_prefix(prefix)
-        except StorageError as error:
-            logger.warning("Could not delete %s of a deleted build (retried next sweep): %s", prefix, error)
-            continue
-        logger.info("Deleted %d files of deleted build %s", count, prefix.rstrip("/"))
-        deleted += count
-    sweep_temporary = getattr(backend, "sweep_temporary", None)  # backends with temporary files of their own
-    if sweep_temporary is not None:
-        deleted += await sweep_temporary(TEMPORARY_MAX_AGE_SECONDS, time.time())
-    return deleted
+class Sweeper:
+    """Deletes the files of Builds that no longer exist, and sources no Build uses.
+
+    A source is uploaded before its Build is created, so an unused source is deleted only when it was
+    unused at the previous sweep too: the CLI creates the Build right after the upload, far within
+    one sweep interval.
+    """
+
+    def __init__(self, backend: Backend, gateway: ArtifactsGateway) -> None:
+        self.backend = backend
+        self.gateway = gateway
+        self._unused_sources: set[str] = set()
+
+    async def sweep(self) -> int:
+        """One pass; returns how many objects went."""
+        builds_stored = await stored_builds(self.backend)
+        sources_stored = await stored_sources(self.backend)
+        builds = await asyncio.to_thread(self.gateway.list_builds)  # after storage: see the module doc
+        live = {f"builds/{b.namespace}/{b.name}/{b.uid}/" for b in builds}
+        used = {prefix for b in builds if (prefix := _source_of(b)) is not None}
+        unused = {prefix for prefix in sources_stored if prefix not in used}
+        doomed = [p for p in builds_stored if p not in live] + sorted(unused & self._unused_sources)
+        self._unused_sources = unused
+        deleted = 0
+        for prefix in doomed:
+            try:
+                count = await self.backend.delete_prefix(prefix)
+            except StorageError as error:
+                logger.warning("Could not delete %s (retried next sweep): %s", prefix, error)
+                continue
+            logger.info("Deleted %d files of %s, which no Build uses any more", count, prefix.rstrip("/"))
+            deleted += count
+        sweep_temporary = getattr(self.backend, "sweep_temporary", None)  # backends with temporary files
+        if sweep_temporary is not None:
+            deleted += await sweep_temporary(TEMPORARY_MAX_AGE_SECONDS, time.time())
+        return deleted
+
+    async def forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except (BuildfarmError, StorageError) as error:
+                logger.warning("The retention sweep failed (retried in %gs): %s", interval, error)
+            await asyncio.sleep(interval)
 
 
-async def sweep_forever(backend: Backend, gateway: ArtifactsGateway, interval: float) -> None:
-    while True:
-        try:
-            await sweep(backend, gateway)
-        except (BuildfarmError, StorageError) as error:
-            logger.warning("The retention sweep failed (retried in %gs): %s", interval, error)
-        await asyncio.sleep(interval)
+async def stored_sources(backend: Backend) -> list[str]:
+    """Every `sources/{ns}/{sha256}/` prefix in storage."""
+    found = []
+    async for ns in backend.list_prefixes("sources/"):
+        async for source in backend.list_prefixes(ns):
+            found.append(source)
+    return found
+
+
+def _source_of(build: Build) -> str | None:
+    """The storage prefix of the source the Build's spec names, if it is one of this service's."""
+    archive = build.spec.source.archive
+    if archive is None:
+        return None
+    path = archive.url.split("?", 1)[0]
+    marker = f"/v1/namespaces/{build.namespace}/sources/"
+    if marker not in path:
+        return None
+    try:
+        return keys.source_prefix(build.namespace, path.rsplit(marker, 1)[1])
+    except keys.BadName:
+        return None

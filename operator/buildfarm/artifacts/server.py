@@ -8,11 +8,12 @@ grow with the size of a file.
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from buildfarm.api.builds import TERMINAL_PHASES, Build
 from buildfarm.artifacts import access, errors, keys
@@ -27,6 +28,7 @@ from buildfarm.artifacts.backends.base import (
 from buildfarm.artifacts.settings import ArtifactSettings
 from buildfarm.errors import BuildfarmError, NotFound
 from buildfarm.kube.artifacts_gateway import Access, ArtifactsGateway, User
+from buildfarm.telemetry import artifacts as metrics
 
 logger = logging.getLogger(__name__)
 
@@ -93,18 +95,44 @@ SERVICE: Final = web.AppKey("service", Service)
 
 
 def make_app(service: Service) -> web.Application:
-    app = web.Application(middlewares=[_refusals], client_max_size=1024**2)
+    app = web.Application(middlewares=[_measured, _refusals], client_max_size=1024**2)
     app[SERVICE] = service
     app.router.add_get("/healthz", _healthz)
     base = "/v1/namespaces/{ns}"
-    app.router.add_put(base + "/sources/{sha256}", _put_source)
-    app.router.add_get(base + "/sources/{sha256}", _get_source)
-    app.router.add_get(base + "/builds/{name}/attempts/{attempt}/credentials", _get_credentials)
-    app.router.add_put(base + "/builds/{name}/attempts/{attempt}/artifacts/{file}", _put_artifact)
-    app.router.add_get(base + "/builds/{name}/artifacts/{file}", _get_artifact)
-    app.router.add_post(base + "/builds/{name}/attempts/{attempt}/log", _append_log)
-    app.router.add_get(base + "/builds/{name}/log", _get_log)
+    # Route names are the `operation` label of the request metrics.
+    add = app.router.add_route
+    add("PUT", base + "/sources/{sha256}", _put_source, name="upload_source")
+    add("GET", base + "/sources/{sha256}", _get_source, name="download_source")
+    add("GET", base + "/builds/{name}/attempts/{attempt}/credentials", _get_credentials, name="credentials")
+    add(
+        "PUT",
+        base + "/builds/{name}/attempts/{attempt}/artifacts/{file}",
+        _put_artifact,
+        name="upload_artifact",
+    )
+    add("GET", base + "/builds/{name}/artifacts/{file}", _get_artifact, name="download_artifact")
+    add("POST", base + "/builds/{name}/attempts/{attempt}/log", _append_log, name="append_log")
+    add("GET", base + "/builds/{name}/log", _get_log, name="read_log")
     return app
+
+
+@web.middleware
+async def _measured(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time every API request by operation and status code (not /healthz or unmatched paths)."""
+    operation = request.match_info.route.name
+    if operation is None:
+        return await handler(request)
+    start = time.monotonic()
+    code = 500
+    try:
+        response = await handler(request)
+        code = response.status
+        return response
+    except web.HTTPException as redirect:
+        code = redirect.status
+        raise
+    finally:
+        metrics.REQUEST_SECONDS.labels(operation, str(code)).observe(time.monotonic() - start)
 
 
 @web.middleware
@@ -112,6 +140,11 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
     """Every refusal and storage failure becomes the JSON error of the contract."""
     try:
         return await handler(request)
+    except StorageError as error:
+        backend = request.app[SERVICE].backend.name
+        metrics.STORAGE_ERRORS.labels(backend, request.match_info.route.name or "unknown").inc()
+        logger.warning("Storage failed for %s %s: %s", request.method, request.path, error)
+        return _error(errors.unavailable(f"the storage failed: {error}; retry shortly"))
     except errors.Refused as refused:
         return _error(refused)
     except keys.BadName as error:
@@ -122,12 +155,15 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
         return _error(errors.digest_mismatch(f"{error}: the upload was corrupted or the digest is wrong"))
     except OffsetMismatch as error:
         return _error(errors.Refused(409, "OffsetMismatch", str(error), size=error.size))
-    except StorageError as error:
-        logger.warning("Storage failed for %s %s: %s", request.method, request.path, error)
-        return _error(errors.unavailable(f"the storage failed: {error}; retry shortly"))
+    except (ConnectionResetError, ClientPayloadError) as error:
+        # The client went away mid-body: nothing was made visible; there is nobody left to answer.
+        logger.info("Client left during %s %s: %s", request.method, request.path, error)
+        return _error(errors.Refused(400, "Incomplete", "the request body ended early: send it again"))
 
 
 def _error(refused: errors.Refused) -> web.Response:
+    if refused.reason in metrics.REFUSAL_REASONS:
+        metrics.REFUSALS.labels(refused.reason).inc()
     return web.json_response(refused.body(), status=refused.status)
 
 
@@ -153,6 +189,7 @@ async def _put_source(request: web.Request) -> web.Response:
         stored, status = existing, 200
     else:
         stored = await service.backend.put(key, _body(request), limit=limit, expected_sha256=digest)
+        metrics.RECEIVED_BYTES.labels("source").inc(stored.size)
         status = 201
     url = f"{service.base_url(request)}/v1/namespaces/{namespace}/sources/{digest}"
     return web.json_response({"url": url, "sha256": stored.sha256, "size": stored.size}, status=status)
@@ -167,7 +204,7 @@ async def _get_source(request: web.Request) -> web.StreamResponse:
     build = await service.assigned_agent(request, namespace, name, attempt)
     if not access.uses_source(build, namespace, digest):
         raise errors.forbidden(f"build {namespace}/{name} does not use source {digest}")
-    return await _serve(request, service, keys.source_key(namespace, digest), f"source {digest}")
+    return await _serve(request, service, keys.source_key(namespace, digest), f"source {digest}", "source")
 
 
 # Credentials
@@ -208,6 +245,7 @@ async def _put_artifact(request: web.Request) -> web.Response:
         keys.sha256(expected)
     key = keys.artifact_key(namespace, name, build.uid, attempt, file)
     stored = await service.backend.put(key, _body(request), limit=limit, expected_sha256=expected)
+    metrics.RECEIVED_BYTES.labels("artifact").inc(stored.size)
     location = f"{service.base_url(request)}/v1/namespaces/{namespace}/builds/{name}/artifacts/{file}"
     return web.json_response(
         {"name": file, "size": stored.size, "sha256": stored.sha256, "location": location}, status=201
@@ -225,7 +263,7 @@ async def _get_artifact(request: web.Request) -> web.StreamResponse:
     if build.status.attempt < 1:
         raise errors.not_found(f"build {namespace}/{name} has not run yet: it has no artifacts")
     key = keys.artifact_key(namespace, name, build.uid, build.status.attempt, file)
-    return await _serve(request, service, key, f"artifact {file} of build {namespace}/{name}")
+    return await _serve(request, service, key, f"artifact {file} of build {namespace}/{name}", "artifact")
 
 
 # Logs
@@ -239,7 +277,9 @@ async def _append_log(request: web.Request) -> web.Response:
     offset = _offset(request)
     build = await service.assigned_agent(request, namespace, name, attempt)
     key = keys.log_key(namespace, name, build.uid, attempt)
+    before = await service.backend.stat(key)
     size = await service.backend.append(key, offset, _body(request), limit=service.settings.log_limit_bytes)
+    metrics.RECEIVED_BYTES.labels("log").inc(max(0, size - (before.size if before else 0)))
     return web.json_response({"size": size})
 
 
@@ -261,19 +301,25 @@ async def _get_log(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     response.headers["X-Buildfarm-Attempt"] = str(attempt)
     await response.prepare(request)
+    # From here on the answer has begun: a failure can only end the stream, not become an error body.
     position = offset
-    while True:
-        position = await _copy_from(service.backend, key, position, response)
-        if not follow or _log_complete(build, attempt):
-            # One more pass after the build finished: bytes appended just before it did are sent too.
-            if follow:
-                position = await _copy_from(service.backend, key, position, response)
-            break
-        await asyncio.sleep(service.settings.follow_poll_seconds)
-        stored = await service.backend.stat(key)
-        if stored is None or stored.size <= position:
-            build = await service.build(namespace, name)
-    await response.write_eof()
+    try:
+        while True:
+            position = await _copy_from(service.backend, key, position, response)
+            if not follow or _log_complete(build, attempt):
+                # One more pass after the build finished: bytes appended just before it did are sent too.
+                if follow:
+                    position = await _copy_from(service.backend, key, position, response)
+                break
+            await asyncio.sleep(service.settings.follow_poll_seconds)
+            stored = await service.backend.stat(key)
+            if stored is None or stored.size <= position:
+                build = await service.build(namespace, name)
+        await response.write_eof()
+    except (errors.Refused, StorageError) as error:
+        logger.info("Stopped following the log of %s/%s: %s", namespace, name, error)
+    except ConnectionResetError:
+        pass  # The reader left.
     return response
 
 
@@ -287,6 +333,7 @@ async def _copy_from(backend: Backend, key: str, offset: int, response: web.Stre
         async for chunk in backend.read(key, offset):
             await response.write(chunk)
             offset += len(chunk)
+            metrics.SENT_BYTES.labels("log").inc(len(chunk))
     except KeyError:
         pass  # No log yet.
     return offset
@@ -295,7 +342,9 @@ async def _copy_from(backend: Backend, key: str, offset: int, response: web.Stre
 # Streaming helpers
 
 
-async def _serve(request: web.Request, service: Service, key: str, what: str) -> web.StreamResponse:
+async def _serve(
+    request: web.Request, service: Service, key: str, what: str, kind: str
+) -> web.StreamResponse:
     stored = await service.backend.stat(key)
     if stored is None:
         raise errors.not_found(f"the {what} is not stored")
@@ -307,9 +356,16 @@ async def _serve(request: web.Request, service: Service, key: str, what: str) ->
         headers={**headers, "Content-Type": "application/octet-stream", "Content-Length": str(stored.size)}
     )
     await response.prepare(request)
-    async for chunk in service.backend.read(key):
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        async for chunk in service.backend.read(key):
+            await response.write(chunk)
+            metrics.SENT_BYTES.labels(kind).inc(len(chunk))
+        await response.write_eof()
+    except (StorageError, KeyError) as error:
+        # Begun already: the client sees a short body (Content-Length tells it), never a wrong one.
+        logger.warning("Serving %s stopped: %s", what, error)
+    except ConnectionResetError:
+        pass  # The reader left.
     return response
 
 

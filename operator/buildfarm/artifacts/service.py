@@ -13,7 +13,7 @@ from aiohttp import web
 
 from buildfarm.artifacts.auth import Authenticator, TokenCache
 from buildfarm.artifacts.backends import make_backend
-from buildfarm.artifacts.retention import sweep_forever
+from buildfarm.artifacts.retention import Sweeper
 from buildfarm.artifacts.server import Service, make_app
 from buildfarm.artifacts.settings import ArtifactSettings
 from buildfarm.kube import client as kube_client
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
 
 logger = logging.getLogger(__name__)
+
+LINGER_SECONDS = 1.0
 
 
 class ServeError(Exception):
@@ -62,7 +64,9 @@ async def serve(
         if client_ca is None:
             logger.warning("The cluster publishes no client CA: only Bearer tokens will be accepted")
     context = ssl_context(settings, client_ca)
-    runner = web.AppRunner(make_app(service), access_log=None)
+    # After refusing an upload, read (and drop) what the client still sends for a moment only, so its
+    # client sees the answer instead of a reset, but a refused 4 GB body is not swallowed to the end.
+    runner = web.AppRunner(make_app(service), access_log=None, lingering_time=LINGER_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
     try:
@@ -79,7 +83,7 @@ async def serve(
         service.backend.name,
     )
     sweeper = asyncio.create_task(
-        sweep_forever(service.backend, service.gateway, settings.sweep_interval_seconds)
+        Sweeper(service.backend, service.gateway).forever(settings.sweep_interval_seconds)
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

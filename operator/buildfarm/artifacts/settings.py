@@ -71,7 +71,7 @@ class ArtifactSettings(BaseSettings):
         max_length=253,
         description="The address to listen on (0.0.0.0: every interface, as in a pod).",
     )
-    port: int = Field(default=8443, ge=1, le=65535, description="The port to listen on.")
+    port: int = Field(default=8443, ge=0, le=65535, description="The port to listen on (0: any free one).")
     base_url: str | None = Field(
         default=None,
         max_length=256,
@@ -83,6 +83,12 @@ class ArtifactSettings(BaseSettings):
         default=None, description="The serving certificate (PEM). Unset: plain HTTP (loopback and tests)."
     )
     tls_key_file: Path | None = Field(default=None, description="The serving certificate's private key.")
+    metrics_port: int = Field(
+        default=9092,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://0.0.0.0:<port>/metrics; 0: no endpoint.",
+    )
 
     # Kubernetes
     farm_namespace: NamespaceName = Field(

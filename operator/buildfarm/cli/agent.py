@@ -15,11 +15,13 @@ import click
 import urllib3
 
 from buildfarm.agent.settings import ENV_PREFIX, AgentSettings
+from buildfarm.cli import logformat
 from buildfarm.cli.errors import StartupError, settings_from
 from buildfarm.errors import BuildfarmError
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.preflight import PreflightError, preflight_agent
 from buildfarm.settings import env_var
+from buildfarm.telemetry import exporter, logs
 from buildfarm.transfer.client import URL_SETTING
 
 _FLAGS: Final = {
@@ -36,6 +38,7 @@ _FLAGS: Final = {
     "tart_image": "--tart-image",
     "stop_grace_seconds": "--stop-grace",
     "artifacts_url": "--artifacts-url",
+    "metrics_port": "--metrics-port",
 }
 
 
@@ -93,6 +96,11 @@ def _env(field: str) -> str:
     help=f"The artifact service. [env: {_env('artifacts_url')} or {URL_SETTING}; default: none, artifacts "
     "stay on this machine]",
 )
+@click.option(
+    "--metrics-port",
+    metavar="PORT",
+    help=f"Serve Prometheus metrics on this port (0: off). [env: {_env('metrics_port')}; default: 9091]",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages too.")
 def agent_command(
     worker_name: str | None,
@@ -108,6 +116,7 @@ def agent_command(
     tart_image: str | None,
     stop_grace: str | None,
     artifacts_url: str | None,
+    metrics_port: str | None,
     verbose: bool,
 ) -> None:
     """Run the worker agent of this machine: register its Worker, renew its Lease, and run the Builds
@@ -129,6 +138,7 @@ def agent_command(
         # The variable the CLI reads too; the agent's own (BUILDFARM_AGENT_ARTIFACTS_URL) wins over it.
         "artifacts_url": artifacts_url
         or (None if os.environ.get(_env("artifacts_url")) else os.environ.get(URL_SETTING) or None),
+        "metrics_port": metrics_port,
     }
     settings = settings_from(AgentSettings, flags, _FLAGS)
 
@@ -148,9 +158,17 @@ def agent_command(
 
         from buildfarm.agent.main import run
 
-        logging.basicConfig(
+        setting = _FLAGS["metrics_port"] if metrics_port is not None else _env("metrics_port")
+        try:
+            metrics = exporter.serve("agent", settings.metrics_port, setting=setting)
+        except exporter.MetricsPortError as error:
+            raise StartupError(str(error)) from None
+        # Every line of the agent is about its worker: in json, each carries it.
+        logs.configure(
+            logformat.chosen(),
             level=logging.DEBUG if verbose else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            text_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            fields={"worker": settings.worker_name},
         )
         # httpx logs every request at INFO: the log streaming alone would flood the agent's log.
         logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -158,3 +176,5 @@ def agent_command(
             run(settings, api_client, lease_client)
         except BuildfarmError as error:
             raise StartupError(f"the agent cannot run: {error.message}") from None
+        finally:
+            exporter.stop(metrics)

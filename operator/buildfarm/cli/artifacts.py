@@ -14,9 +14,11 @@ import click
 import urllib3
 
 from buildfarm.artifacts.settings import ENV_PREFIX, ArtifactSettings
+from buildfarm.cli import logformat
 from buildfarm.cli.errors import StartupError, settings_from
 from buildfarm.kube import client as kube_client
 from buildfarm.settings import env_var
+from buildfarm.telemetry import exporter, logs
 
 _FLAGS: Final = {
     "backend": "--backend",
@@ -30,6 +32,7 @@ _FLAGS: Final = {
     "farm_namespace": "--farm-namespace",
     "kubeconfig": "--kubeconfig",
     "context": "--context",
+    "metrics_port": "--metrics-port",
 }
 
 
@@ -61,6 +64,11 @@ def artifacts_group() -> None:
     "--kubeconfig", type=click.Path(path_type=Path), help=f"The kubeconfig. [env: {_env('kubeconfig')}]"
 )
 @click.option("--context", help=f"The kubeconfig context. [env: {_env('context')}; default: current]")
+@click.option(
+    "--metrics-port",
+    metavar="PORT",
+    help=f"Serve Prometheus metrics on this port (0: off). [env: {_env('metrics_port')}; default: 9092]",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages too.")
 def serve_command(
     backend: str | None,
@@ -74,6 +82,7 @@ def serve_command(
     farm_namespace: str | None,
     kubeconfig: Path | None,
     context: str | None,
+    metrics_port: str | None,
     verbose: bool,
 ) -> None:
     """Serve build sources, credentials, artifacts and logs, authorized by the cluster (docs/artifacts.md)."""
@@ -89,6 +98,7 @@ def serve_command(
         "farm_namespace": farm_namespace,
         "kubeconfig": kubeconfig,
         "context": context,
+        "metrics_port": metrics_port,
     }
     settings = settings_from(ArtifactSettings, flags, _FLAGS)
     warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
@@ -97,14 +107,22 @@ def serve_command(
         api_client = kube_client.make_api_client(settings, kubeconfig_source=source)
     except kube_client.KubeConfigError as error:
         raise StartupError(str(error)) from None
-    logging.basicConfig(
+    logs.configure(
+        logformat.chosen(),
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        text_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from buildfarm.artifacts.service import ServeError, run
 
+    setting = _FLAGS["metrics_port"] if metrics_port is not None else _env("metrics_port")
     with api_client:
+        try:
+            metrics = exporter.serve("artifacts", settings.metrics_port, setting=setting)
+        except exporter.MetricsPortError as error:
+            raise StartupError(str(error)) from None
         try:
             run(settings, api_client)
         except ServeError as error:
             raise StartupError(str(error)) from None
+        finally:
+            exporter.stop(metrics)

@@ -2,6 +2,7 @@
 
 import click
 
+from buildfarm.cli import logformat
 from buildfarm.cli.agent import agent_command
 from buildfarm.cli.artifacts import artifacts_group
 from buildfarm.cli.build_info import download_command, list_command, logs_command, status_command
@@ -12,11 +13,20 @@ from buildfarm.cli.operator import operator_command
 from buildfarm.cli.submit import submit_command
 from buildfarm.cli.worker_admin import attach as attach_worker_admin
 from buildfarm.cli.workers import worker_group
+from buildfarm.telemetry.logs import LOG_FORMATS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    help=f"text: readable lines; json: one JSON object per line. [env: {logformat.LOG_FORMAT_ENV}; "
+    "default: text]",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_format: str | None) -> None:
     """Run and operate a buildfarm: a farm of build machines for Expo / React Native apps."""
+    logformat.remember(ctx, log_format)
 
 
 dev.add_command(crds)

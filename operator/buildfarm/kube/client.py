@@ -14,6 +14,7 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
 from buildfarm.settings import env_var
+from buildfarm.telemetry import kube as kube_metrics
 
 DEFAULT_KUBECONFIG: Final = Path("~/.kube/config")
 IN_CLUSTER_ENV: Final = "KUBERNETES_SERVICE_HOST"
@@ -66,7 +67,18 @@ def make_api_client(settings: ClientSettings, *, kubeconfig_source: str | None =
         _load_kubeconfig(configuration, [DEFAULT_KUBECONFIG], settings.context, None)
     # urllib3 would retry a refused or timed-out call 3 more times, quadrupling every timeout.
     configuration.retries = False
-    return ApiClient(configuration)
+    return MeasuredApiClient(configuration)
+
+
+class MeasuredApiClient(ApiClient):
+    """An ApiClient that times and counts every call (buildfarm_kube_api_request_*): every gateway
+    method, typed or not, ends in call_api, so this one place sees them all."""
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        with kube_metrics.measured(method, url) as call:
+            response = super().call_api(method, url, *args, **kwargs)
+            call.answered(response.status)
+        return response
 
 
 def _load_kubeconfig(

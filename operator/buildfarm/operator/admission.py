@@ -13,6 +13,7 @@ from buildfarm.api.builds import Build
 from buildfarm.errors import Conflict, NotFound, PermanentError, TransientError
 from buildfarm.kube.gateway import Gateway
 from buildfarm.operator.outcomes import Reporter
+from buildfarm.telemetry.logs import about_build
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Admissions:
                 continue
             except NotFound:
                 return None
-            log.info("Queued build %s/%s", build.namespace, build.name)
+            log.info("Queued build %s/%s", build.namespace, build.name, extra=about_build(queued))
             return queued
         raise TransientError(f"build {build.namespace}/{build.name} kept changing; will retry")
 

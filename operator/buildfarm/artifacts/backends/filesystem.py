@@ -62,13 +62,15 @@ class FilesystemBackend:
         limit: int,
         expected_sha256: str | None = None,
     ) -> Stored:
+        """Errors of `chunks` (the client went away) propagate as they are, after the temporary file
+        is removed; errors of the disk become StorageError."""
         path = self._path(key)
-        tmp = await _off_loop(self._new_tmp)
+        tmp = await _disk(key, self._new_tmp)
         digest = hashlib.sha256()
         size = 0
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
-            fd = await _off_loop(partial(os.open, tmp, flags, 0o640))
+            fd = await _disk(key, partial(os.open, tmp, flags, 0o640))
             try:
                 buffer = bytearray()
                 async for chunk in chunks:
@@ -78,19 +80,15 @@ class FilesystemBackend:
                     buffer += chunk
                     if len(buffer) >= WRITE_BUFFER:
                         data, buffer = bytes(buffer), bytearray()
-                        await _off_loop(partial(_hash_and_write, fd, digest, data))
-                if buffer:
-                    data = bytes(buffer)
-                    await _off_loop(lambda: _hash_and_write(fd, digest, data))
-                await _off_loop(lambda: os.fsync(fd))
+                        await _disk(key, partial(_hash_and_write, fd, digest, data))
+                await _disk(key, partial(_hash_and_write, fd, digest, bytes(buffer)))
+                await _disk(key, partial(os.fsync, fd))
             finally:
                 os.close(fd)
             sha = digest.hexdigest()
             if expected_sha256 is not None and sha != expected_sha256:
                 raise DigestMismatch(f"the content's sha256 is {sha}, not the expected {expected_sha256}")
-            await _off_loop(lambda: self._publish(tmp, path, key, size, sha))
-        except OSError as error:
-            raise StorageError(f"storing {key} failed: {error.strerror or error}") from None
+            await _disk(key, partial(self._publish, tmp, path, key, size, sha))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -99,11 +97,10 @@ class FilesystemBackend:
     def _publish(self, tmp: Path, path: Path, key: str, size: int, sha: str) -> None:
         self._make_parents(path)
         os.replace(tmp, path)
-        inode = os.lstat(path).st_ino
         meta = self._meta_path(key)
         self._make_parents(meta)
         meta_tmp = self._new_tmp()
-        meta_tmp.write_text(f"{inode} {size} {sha}\n")
+        meta_tmp.write_text(f"{_identity(os.lstat(path))} {sha}\n")
         os.replace(meta_tmp, meta)
 
     async def append(self, key: str, offset: int, chunks: AsyncIterator[bytes], *, limit: int) -> int:
@@ -114,8 +111,6 @@ class FilesystemBackend:
         try:
             async with lock:
                 return await self._append(path, key, offset, chunks, limit)
-        except OSError as error:
-            raise StorageError(f"appending to {key} failed: {error.strerror or error}") from None
         finally:
             lock, users = self._locks[key]
             if users == 1:
@@ -130,15 +125,15 @@ class FilesystemBackend:
             self._make_parents(path)
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o640)
 
-        fd = await _off_loop(open_log)
+        fd = await _disk(key, open_log)
         try:
             start = os.fstat(fd).st_size
             if offset > start:
                 raise OffsetMismatch(start)
             skip = start - offset  # Bytes the caller sent before and we already hold (a retry).
             size = start
+            buffer = bytearray()
             try:
-                buffer = bytearray()
                 async for chunk in chunks:
                     if skip:
                         dropped = min(skip, len(chunk))
@@ -149,14 +144,14 @@ class FilesystemBackend:
                     buffer += chunk
                     if len(buffer) >= WRITE_BUFFER:
                         data, buffer = bytes(buffer), bytearray()
-                        await _off_loop(partial(_write_all, fd, data))
-                if buffer:
-                    data = bytes(buffer)
-                    await _off_loop(lambda: _write_all(fd, data))
+                        await _disk(key, partial(_write_all, fd, data))
             except TooLarge:
-                os.ftruncate(fd, start)  # A refused request writes nothing.
+                await _disk(key, partial(os.ftruncate, fd, start))  # A refused request writes nothing.
                 raise
-            # Anything else (the client went away): keep what arrived, in order; it resumes at the size.
+            finally:
+                # The client went away (or finished): keep what arrived, in order; it resumes at the size.
+                if buffer and size <= limit:
+                    await _disk(key, partial(_write_all, fd, bytes(buffer)))
             return os.fstat(fd).st_size
         finally:
             os.close(fd)
@@ -177,11 +172,11 @@ class FilesystemBackend:
         if not stat_module.S_ISREG(info.st_mode):
             return None
         try:
-            inode, size, sha = self._meta_path(key).read_text().split()
-        except (FileNotFoundError, NotADirectoryError, ValueError):
+            recorded, _, sha = self._meta_path(key).read_text().strip().rpartition(" ")
+        except (FileNotFoundError, NotADirectoryError):
             return Stored(key, info.st_size, "")  # Written by append (a log): no digest.
-        if int(inode) != info.st_ino or int(size) != info.st_size:
-            return Stored(key, info.st_size, self._digest(path))
+        if recorded != _identity(info):
+            return Stored(key, info.st_size, self._digest(path))  # Changed behind our back.
         return Stored(key, info.st_size, sha)
 
     def _digest(self, path: Path) -> str:
@@ -301,6 +296,11 @@ class FilesystemBackend:
                 raise StorageError(f"{current} is not a directory (a symlink or file is in the way)")
 
 
+def _identity(info: os.stat_result) -> str:
+    """What changes whenever a file is replaced or rewritten (an inode number alone can be reused)."""
+    return f"{info.st_ino} {info.st_size} {info.st_mtime_ns}"
+
+
 def _hash_and_write(fd: int, digest: "hashlib._Hash", data: bytes) -> None:
     digest.update(data)
     _write_all(fd, data)
@@ -315,3 +315,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 async def _off_loop(call: Callable[[], T]) -> T:
     return await asyncio.to_thread(call)
+
+
+async def _disk(key: str, call: Callable[[], T]) -> T:
+    """Run a file operation off the event loop; its OSError becomes a one-line StorageError."""
+    try:
+        return await asyncio.to_thread(call)
+    except OSError as error:
+        raise StorageError(f"storing {key} failed: {error.strerror or error}") from None
