@@ -35,10 +35,21 @@ def upload(output_dir: Path, client: ArtifactClient, build: Build, stop: threadi
     UPLOAD_TRIES). The sha256 the service computed must be the one computed here."""
     uploaded = []
     for path in outputs(output_dir):
+        if path.name.startswith(".") or not path.name.isprintable():
+            # The service refuses hidden names and control characters (docs/artifacts-api.md).
+            log.info(
+                "Not uploading %r of %s/%s: not a name the artifact service takes.",
+                path.name,
+                build.namespace,
+                build.name,
+            )
+            continue
         local = _sha256(path)
         for attempt in range(UPLOAD_TRIES):
             try:
-                stored = client.upload_artifact(build.namespace, build.name, build.status.attempt, path)
+                stored = client.upload_artifact(
+                    build.namespace, build.name, build.status.attempt, path, sha256=local
+                )
                 break
             except ArtifactError as error:
                 if not error.retryable or attempt == UPLOAD_TRIES - 1 or stop.wait(2**attempt):

@@ -210,14 +210,21 @@ class ArtifactClient:
             raise ArtifactError("the artifact service answered credentials that are not base64") from None
 
     def upload_artifact(
-        self, namespace: str, build: str, attempt: int, path: Path, progress: Progress | None = None
+        self,
+        namespace: str,
+        build: str,
+        attempt: int,
+        path: Path,
+        progress: Progress | None = None,
+        *,
+        sha256: str | None = None,
     ) -> Stored:
         url = self._url(
             "v1", "namespaces", namespace, "builds", build, "attempts", str(attempt), "artifacts", path.name
         )
-        answer = self._put_file(
-            url, path, progress, f"upload artifact {path.name} of build {namespace}/{build}"
-        )
+        what = f"upload artifact {path.name} of build {namespace}/{build}"
+        # With the digest given, the service refuses (422, nothing stored) bytes that changed on the way.
+        answer = self._put_file(url, path, progress, what, {SHA256_HEADER: sha256} if sha256 else None)
         return Stored(str(answer["location"]), int(answer["size"]), str(answer["sha256"]))
 
     def append_log(self, namespace: str, build: str, attempt: int, offset: int, data: bytes) -> int:
@@ -304,7 +311,9 @@ class ArtifactClient:
             self._raise_for(response, what)
             return _json_body(response)
 
-    def _put_file(self, url: str, path: Path, progress: Progress | None, what: str) -> dict[str, Any]:
+    def _put_file(
+        self, url: str, path: Path, progress: Progress | None, what: str, extra: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         try:
             size = path.stat().st_size
         except OSError as error:
@@ -315,7 +324,7 @@ class ArtifactClient:
             what,
             content=_file_chunks(path, progress),
             # A known length lets the service refuse an oversized body before it reads it.
-            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"} | (extra or {}),
         )
         with contextlib.closing(response):
             self._raise_for(response, what)
