@@ -15,6 +15,7 @@ from typing import Final
 
 from click.testing import CliRunner, Result
 from kubernetes.client import ApiClient, CoreV1Api, V1ObjectMeta, V1Secret
+from kubernetes.client.exceptions import ApiException
 
 from buildfarm.cli.main import cli
 from buildfarm.kube.worker_access import agent_service_account
@@ -202,6 +203,40 @@ def _run(
             missing = in_process(user, "download", "nope", "-n", namespace, "--artifacts-url", url)
             assert missing.exit_code == 3
             assert missing.stderr.startswith("error: build nope not found")
+
+            # `submit --wait` of a project that does not ignore secret.txt: the build exits 9, the CLI 5.
+            bare = tmp_path / "bare"
+            bare.mkdir()
+            (bare / "secret.txt").write_text("x")
+            assigner = threading.Thread(target=assign_when_created, args=(farm, "failing", worker))
+            assigner.start()
+            waited = in_process(
+                user, "submit", str(bare), "--platform", "android", "-n", namespace, "--name", "failing",
+                "--wait", "--artifacts-url", url,
+            )  # fmt: skip
+            assigner.join()
+            assert waited.exit_code == 5, waited.output
+            assert waited.stdout == "failing\n"
+            assert "first-line" in waited.stderr  # the log was followed
+            assert (
+                waited.stderr.splitlines()[-1]
+                == f"error: build {namespace}/failing ended Failed (BuildFailed)"
+            )
+
+
+def assign_when_created(farm: Farm, name: str, worker: str) -> None:
+    wait_for(f"build {name} to be created", lambda: _exists(farm, name))
+    assign(farm, name, worker)
+
+
+def _exists(farm: Farm, name: str) -> bool:
+    try:
+        farm.get_build(name)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
 
 
 def in_process(user: Identity, *args: str) -> Result:
