@@ -53,6 +53,13 @@ FOREIGN_VARIABLES: Final[Mapping[str, str]] = {
     "BUILDFARM_CACHE_DIR": "dev tooling: where hack/build-kube-apiserver.sh caches binaries",
     "BUILDFARM_LOG_FORMAT": "every buildfarm command: text or json logs (`buildfarm --log-format`)",
 }
+# Variables of the artifact service's clients (the CLI, the agent) that share the service's own prefix: a
+# shell where a user exported them for `buildfarm submit` must still be able to run `buildfarm artifacts
+# serve`. Never unknown settings of any command.
+CLIENT_VARIABLES: Final[Mapping[str, str]] = {
+    "BUILDFARM_ARTIFACTS_URL": "the CLI and the agent: the artifact service's URL",
+    "BUILDFARM_ARTIFACTS_CA": "the CLI: the CA of the artifact service's certificate",
+}
 # How alike a misspelling and a setting must be (difflib's ratio) to suggest the setting.
 _SUGGEST_CUTOFF: Final = 0.6
 
@@ -395,6 +402,7 @@ def unknown_variables(
         and value != ""  # empty means unset, as for the settings themselves
         and name.upper() not in known
         and not (prefix == ENV_PREFIX and is_foreign(name))
+        and name.upper() not in CLIENT_VARIABLES
     )
 
 
