@@ -34,7 +34,7 @@ _NAMESPACE_MAX_LENGTH: Final = 63
 _NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Custom error types whose message already says all (and never shows a secret).
 SELF_EXPLAINING_ERRORS: Final = frozenset(
-    {"namespace_name", "secret_too_short", "worker_name", "label", "env_name", "command"}
+    {"namespace_name", "secret_too_short", "worker_name", "label", "env_name", "command", "url"}
 )
 # Marks a numeric field whose bounds are rendered as "between A and B seconds".
 _UNIT: Final = "unit"
@@ -52,6 +52,13 @@ FOREIGN_VARIABLES: Final[Mapping[str, str]] = {
     "BUILDFARM_KUBECTL": "dev tooling: the kubectl binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_CACHE_DIR": "dev tooling: where hack/build-kube-apiserver.sh caches binaries",
     "BUILDFARM_LOG_FORMAT": "every buildfarm command: text or json logs (`buildfarm --log-format`)",
+}
+# Variables of the artifact service's clients (the CLI, the agent) that share the service's own prefix: a
+# shell where a user exported them for `buildfarm submit` must still be able to run `buildfarm artifacts
+# serve`. Never unknown settings of any command.
+CLIENT_VARIABLES: Final[Mapping[str, str]] = {
+    "BUILDFARM_ARTIFACTS_URL": "the CLI and the agent: the artifact service's URL",
+    "BUILDFARM_ARTIFACTS_CA": "the CLI: the CA of the artifact service's certificate",
 }
 # How alike a misspelling and a setting must be (difflib's ratio) to suggest the setting.
 _SUGGEST_CUTOFF: Final = 0.6
@@ -395,6 +402,7 @@ def unknown_variables(
         and value != ""  # empty means unset, as for the settings themselves
         and name.upper() not in known
         and not (prefix == ENV_PREFIX and is_foreign(name))
+        and name.upper() not in CLIENT_VARIABLES
     )
 
 

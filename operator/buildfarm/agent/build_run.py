@@ -13,25 +13,28 @@ from enum import Enum
 from pathlib import Path
 
 from buildfarm.agent import artifacts, leftovers
-from buildfarm.agent.executors.base import Executor, Job, Outcome
+from buildfarm.agent.executors.base import CREDENTIALS_DIR, Executor, Job, Outcome
 from buildfarm.agent.fenced import FencedWriter, Lost
 from buildfarm.agent.logs import BuildLog
+from buildfarm.agent.logship import LogShipper
 from buildfarm.agent.process import Processes, Stopped
 from buildfarm.agent.settings import AgentSettings
 from buildfarm.agent.sources import SourceError, git_env
-from buildfarm.api.builds import TERMINAL_PHASES, Build, BuildPhase, BuildStatus
+from buildfarm.api.builds import TERMINAL_PHASES, Artifact, Build, BuildPhase, BuildStatus
 from buildfarm.domain import runs
 from buildfarm.domain.fencing import Token
 from buildfarm.errors import TransientError
 from buildfarm.kube.gateway import Gateway
 from buildfarm.telemetry import agent as metrics
 from buildfarm.telemetry import logs
+from buildfarm.transfer.client import ArtifactClient, ArtifactError
 
 log = logging.getLogger(__name__)
 
 TICK = 0.2
 SOURCE_UNAVAILABLE = "SourceUnavailable"
 AGENT_ERROR = "AgentError"
+ARTIFACT_UPLOAD_FAILED = "ArtifactUploadFailed"
 FINAL_WRITE_PATIENCE = 600.0  # seconds a final status is retried while the API is unavailable
 
 
@@ -52,6 +55,7 @@ class BuildRun:
         executor: Executor,
         clock: Callable[[], datetime],
         on_done: Callable[["BuildRun"], None],
+        transfer: ArtifactClient | None = None,
     ) -> None:
         self.build = build
         self.key = f"{build.namespace}/{build.name}"
@@ -60,6 +64,9 @@ class BuildRun:
         self.executor = executor
         self.clock = clock
         self.on_done = on_done
+        self.transfer = transfer
+        self.shipper: LogShipper | None = None
+        self._stopped = threading.Event()  # set when the run ends: cuts upload retries short
         self.writer = FencedWriter(gateway, build.namespace, build.name, self.token)
         self._why: Why | None = None
         self._lock = threading.Lock()
@@ -119,6 +126,9 @@ class BuildRun:
         finally:
             if self._executing is not None:
                 self._executing.join(self.settings.kill_grace_seconds + 30)
+            self._stopped.set()
+            if self.shipper is not None:
+                self.shipper.abandon()
             self.log.close()
             shutil.rmtree(self.workspace, ignore_errors=True)
             self.on_done(self)
@@ -133,11 +143,16 @@ class BuildRun:
         self.workspace.mkdir(parents=True, exist_ok=True)
         (self.workspace / "home").mkdir(exist_ok=True)
         (self.workspace / "tmp").mkdir(exist_ok=True)
+        if self.transfer is not None:
+            b = self.build
+            self.shipper = LogShipper(self.transfer, b.namespace, b.name, self.token.attempt, self.log.path)
+            self.log.on_write = self.shipper.poke
+            self.shipper.start()
         limit = started.spec.timeout_seconds
         if self.settings.max_build_seconds is not None:
             limit = min(limit, self.settings.max_build_seconds)
         deadline = time.monotonic() + limit
-        job = Job(started, self.workspace, self.log, self.processes)
+        job = Job(started, self.workspace, self.log, self.processes, self.transfer)
         result: dict[str, Outcome | BaseException] = {}
         worker = threading.Thread(
             target=self._execute, args=(job, result), name=f"exec-{self.key}", daemon=True
@@ -156,6 +171,8 @@ class BuildRun:
             elif time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.settings.log_interval_seconds
                 written_version = self._check_in(written_version)
+        # The signing credentials live no longer than the build command.
+        shutil.rmtree(job.credentials_dir, ignore_errors=True)
         self._finish(started, limit, result.get("outcome"))
 
     def _execute(self, job: Job, result: dict[str, Outcome | BaseException]) -> None:
@@ -217,8 +234,16 @@ class BuildRun:
         elif why is Why.HANDBACK:
             change = lambda b: runs.handed_back(b, self.token.worker, now())  # noqa: E731
         elif isinstance(outcome, Outcome) and outcome.exit_code == 0:
-            kept = artifacts.keep(self.workspace / "out", self.settings.artifacts, started)
-            change = lambda b: runs.succeeded(b, kept, tail, now())  # noqa: E731
+            try:
+                kept = self._keep_artifacts(started)
+                change = lambda b: runs.succeeded(b, kept, tail, now())  # noqa: E731
+            except ArtifactError as error:
+                if error.reason == "StaleAttempt":
+                    raise Lost(f"build {self.key} was taken away while it ran: {error}") from None
+                self.log.say(f"The artifacts could not be uploaded: {error}")
+                tail, _ = self.log.tail()
+                text = f"The build succeeded but its artifacts could not be uploaded: {error}"
+                change = lambda b: runs.failed(b, ARTIFACT_UPLOAD_FAILED, text, tail, now())  # noqa: E731
         elif isinstance(outcome, Outcome):
             message = runs.exit_message(outcome.exit_code, tail)
             change = lambda b: runs.failed(b, runs.BUILD_FAILED, message, tail, now())  # noqa: E731
@@ -231,11 +256,24 @@ class BuildRun:
             metrics.EXECUTOR_FAILURES.labels(AGENT_ERROR).inc()
             text = f"The worker could not run the build: {type(outcome).__name__}: {outcome}"
             change = lambda b: runs.failed(b, AGENT_ERROR, text, tail, now())  # noqa: E731
+        # Readers following the log see it end with the build: all of it first, then the phase.
+        shipping = self.shipper is not None and why is not Why.HANDBACK
+        if shipping and self.shipper and not self.shipper.finish(self.settings.log_patience_seconds):
+            log.warning("Reporting %s without its whole log on the artifact service.", self.key)
         final = self.writer.write_until_done(change, give_up_after=FINAL_WRITE_PATIENCE)
         if final is not None:
             if final.status.phase in TERMINAL_PHASES:
                 metrics.BUILDS.labels(str(final.status.phase)).inc()
             log.info("Reported %s: %s (%s).", self.key, final.status.phase, final.status.reason)
+
+    def _keep_artifacts(self, started: Build) -> list[Artifact]:
+        output = self.workspace / "out"
+        if self.transfer is None:
+            return artifacts.keep(output, self.settings.artifacts, started)
+        uploaded = artifacts.upload(output, self.transfer, started, self._stopped)
+        for artifact in uploaded:
+            self.log.say(f"Uploaded {artifact.name} ({artifact.size} bytes, sha256 {artifact.sha256}).")
+        return uploaded
 
     def _env(self) -> dict[str, str]:
         """The build's whole environment: nothing of the agent's own (no KUBECONFIG, no credentials)
@@ -259,6 +297,8 @@ class BuildRun:
                 "BUILDFARM_BUILD_WORKER": build.status.worker_name,
             }
         )
+        if build.spec.credentials is not None and self.transfer is not None:
+            env["BUILDFARM_CREDENTIALS_DIR"] = str(self.workspace / CREDENTIALS_DIR)
         return env
 
     @property

@@ -2,6 +2,7 @@
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +21,7 @@ class BuildLog:
         self._tail_chars = 0
         self._version = 0
         self._lock = threading.Lock()
+        self.on_write: Callable[[], None] | None = None  # e.g. wakes the log shipper
 
     def write(self, data: bytes) -> None:
         """Append raw output (one or more lines)."""
@@ -34,6 +36,8 @@ class BuildLog:
                 while self._tail_chars > LOG_TAIL_MAX and len(self._tail) > 1:
                     self._tail_chars -= len(self._tail.popleft()) + 1
             self._version += 1
+        if self.on_write is not None:
+            self.on_write()
 
     def say(self, message: str) -> None:
         """A line of the agent's own, marked so a reader tells it from the build's output."""

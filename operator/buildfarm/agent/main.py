@@ -23,9 +23,11 @@ from buildfarm.agent.supervisor import Supervisor
 from buildfarm.errors import BuildfarmError
 from buildfarm.kube.agent_gateway import AgentGateway
 from buildfarm.kube.client import request_timeout
+from buildfarm.kube.credentials import http_credentials
 from buildfarm.kube.gateway import Gateway
 from buildfarm.kube.leases import Leases
 from buildfarm.telemetry import agent as metrics
+from buildfarm.transfer.client import ArtifactClient
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateways make the calls
@@ -48,6 +50,19 @@ class Agent:
         self.gateway = Gateway(api_client, timeout, component="agent")
         self.agent_gateway = AgentGateway(api_client, timeout)
         self.executor = make_executor(settings)
+        # Without an artifact service the agent keeps artifacts on this machine (file:// locations) and
+        # the log only in its work dir, as before the service existed.
+        self.transfer = (
+            ArtifactClient(
+                settings.artifacts_url,
+                http_credentials(api_client),
+                ca_file=settings.artifacts_ca,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=max(60.0, settings.request_timeout),
+            )
+            if settings.artifacts_url
+            else None
+        )
         # Its own client: a slow build call never holds up a renewal.
         self.heartbeat = Heartbeat(
             Leases(lease_client, timeout),
@@ -82,7 +97,13 @@ class Agent:
         for path in (settings.workspaces, settings.logs, settings.artifacts):
             path.mkdir(parents=True, exist_ok=True)
         supervisor = Supervisor(
-            settings, self.gateway, self.agent_gateway, self.executor, utcnow, worker.spec.capacity
+            settings,
+            self.gateway,
+            self.agent_gateway,
+            self.executor,
+            utcnow,
+            worker.spec.capacity,
+            transfer=self.transfer,
         )
         metrics.watch_slots(lambda: len(supervisor.runs), lambda: supervisor.capacity)
         supervisor.start()
@@ -96,6 +117,8 @@ class Agent:
             self._report_capabilities()
         supervisor.drain(settings.stop_grace_seconds, self.hurry)
         self.heartbeat.stop(release=True)
+        if self.transfer is not None:
+            self.transfer.close()
         log.info("Agent of worker %s stopped.", settings.worker_name)
 
     def _report_capabilities(self) -> None:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from buildfarm.agent.commands import TemplateError, check_template
 from buildfarm.api.meta import LABEL_VALUE_MAX, Platform
 from buildfarm.settings import NamespaceName, conflict, env_var, name_format, seconds_field
+from buildfarm.transfer.client import check_base_url
 
 ENV_PREFIX: Final = "BUILDFARM_AGENT_"
 DEFAULT_COMMAND: Final = (
@@ -184,6 +185,26 @@ class AgentSettings(BaseSettings):
         "any file of the machine with it.",
     )
 
+    # The artifact service
+    artifacts_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="The artifact service's URL (https, or http to 127.0.0.1). Set: sources on it are "
+        "downloaded with the agent's credentials, credentials fetched, the log streamed and artifacts "
+        "uploaded there. Unset (and BUILDFARM_ARTIFACTS_URL unset): artifacts stay on this machine.",
+    )
+    artifacts_ca: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed the artifact service's certificate."
+    )
+    log_patience_seconds: float = seconds_field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="At the end of a build, how long the agent tries to send the rest of its log to the "
+        "artifact service before it reports the build anyway.",
+    )
+
     # The tart executor
     tart_image: str | None = Field(
         default=None, min_length=1, max_length=512, description="The Tart image each build VM is cloned from."
@@ -195,6 +216,16 @@ class AgentSettings(BaseSettings):
     tart_boot_timeout_seconds: float = seconds_field(
         180.0, ge=1, le=3600, description="How long a VM may take to get an IP address."
     )
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _service_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_base_url(value)
+        except ValueError as error:
+            raise PydanticCustomError("url", "{why}", {"why": str(error)}) from None
 
     @field_validator("platforms", "pass_env", mode="before")
     @classmethod

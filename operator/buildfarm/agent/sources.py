@@ -6,6 +6,7 @@ no devices)."""
 
 import hashlib
 import ipaddress
+import os
 import re
 import tarfile
 import urllib.parse
@@ -15,7 +16,8 @@ from typing import Final
 
 from buildfarm.agent.logs import BuildLog
 from buildfarm.agent.process import Processes
-from buildfarm.api.builds import ArchiveSource, BuildSource, GitSource
+from buildfarm.api.builds import ArchiveSource, Build, GitSource
+from buildfarm.transfer.client import ArtifactClient, ArtifactError
 
 CHUNK: Final = 1024 * 1024
 DOWNLOAD_TIMEOUT: Final = 60.0  # per socket operation, not the whole download
@@ -60,20 +62,82 @@ def _loopback(host: str) -> bool:
 
 
 def fetch(
-    source: BuildSource,
+    build: Build,
     dest: Path,
     processes: Processes,
     build_log: BuildLog,
     *,
     allow_file: bool,
     max_archive_bytes: int,
+    transfer: ArtifactClient | None = None,
 ) -> None:
+    source = build.spec.source
     if source.git is not None:
         clone(source.git, dest, processes, build_log, allow_file=allow_file)
+    elif source.archive is not None and transfer is not None and transfer.owns(source.archive.url):
+        download_from_service(build, source.archive, dest, build_log, transfer, limit=max_archive_bytes)
     elif source.archive is not None:
         download(source.archive, dest, processes, build_log, allow_file=allow_file, limit=max_archive_bytes)
     else:
         raise SourceError("the build has no source")
+
+
+def download_from_service(
+    build: Build,
+    archive: ArchiveSource,
+    dest: Path,
+    build_log: BuildLog,
+    transfer: ArtifactClient,
+    *,
+    limit: int,
+) -> None:
+    """The archive from the artifact service, with the agent's credentials, for this build's attempt
+    (the service checks that the build is this worker's, at this attempt)."""
+    build_log.say(f"Downloading {archive.url} from the artifact service.")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest.parent / "source.tar.gz"
+    try:
+        got = transfer.download_source(
+            archive.url,
+            target,
+            build=build.name,
+            attempt=build.status.attempt,
+            limit=limit,
+            sha256=archive.sha256,
+        )
+    except ArtifactError as error:
+        raise SourceError(str(error)) from None
+    build_log.say(f"Downloaded {got.size} bytes, sha256 {got.sha256}.")
+    extract(target, dest)
+    target.unlink()
+
+
+def fetch_credentials(build: Build, dest: Path, build_log: BuildLog, transfer: ArtifactClient | None) -> None:
+    """The build's signing credentials (spec.credentials) into `dest` in its workspace, one file per key,
+    readable by this user only. Never logged: only the key names are said."""
+    ref = build.spec.credentials
+    if ref is None:
+        return
+    if transfer is None:
+        build_log.say(
+            f"The build names credentials (Secret {ref.secret_name}), but this agent has no artifact "
+            "service (BUILDFARM_ARTIFACTS_URL) to fetch them from; running without them."
+        )
+        return
+    try:
+        data = transfer.credentials(build.namespace, build.name, build.status.attempt)
+    except ArtifactError as error:
+        raise SourceError(f"the credentials of the build cannot be fetched: {error}") from None
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for key, value in sorted(data.items()):
+        if not re.fullmatch(r"[-._a-zA-Z0-9]+", key) or key in (".", ".."):
+            raise SourceError(f"the credentials key {key[:100]!r} is not a file name a Secret allows")
+        fd = os.open(dest / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(value)
+    build_log.say(
+        f"Fetched credentials: {', '.join(sorted(data)) or 'none'} (in $BUILDFARM_CREDENTIALS_DIR)."
+    )
 
 
 def clone(git: GitSource, dest: Path, processes: Processes, build_log: BuildLog, *, allow_file: bool) -> None:

@@ -22,6 +22,7 @@ from buildfarm.errors import BuildfarmError, NotFound
 from buildfarm.kube.agent_gateway import AgentGateway
 from buildfarm.kube.gateway import Gateway
 from buildfarm.telemetry.logs import about_build
+from buildfarm.transfer.client import ArtifactClient
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Supervisor:
         executor: Executor,
         clock: Callable[[], datetime],
         capacity: int,
+        transfer: ArtifactClient | None = None,
     ) -> None:
         self.settings = settings
         self.worker = settings.worker_name
@@ -45,6 +47,7 @@ class Supervisor:
         self.executor = executor
         self.clock = clock
         self.capacity = capacity
+        self.transfer = transfer
         self.runs: dict[str, BuildRun] = {}
         self._waiting: dict[str, Build] = {}  # assigned here, not started for want of a slot
         self._lock = threading.RLock()
@@ -159,6 +162,7 @@ class Supervisor:
             executor=self.executor,
             clock=self.clock,
             on_done=self._done,
+            transfer=self.transfer,
         )
         self.runs[run.key] = run
         run.start()

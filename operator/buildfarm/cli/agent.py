@@ -6,6 +6,7 @@ for a cluster that cannot be reached or used (as `buildfarm operator`).
 """
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +22,7 @@ from buildfarm.kube import client as kube_client
 from buildfarm.kube.preflight import PreflightError, preflight_agent
 from buildfarm.settings import env_var
 from buildfarm.telemetry import exporter, logs
+from buildfarm.transfer.client import URL_SETTING
 
 _FLAGS: Final = {
     "worker_name": "--worker-name",
@@ -35,6 +37,7 @@ _FLAGS: Final = {
     "work_dir": "--work-dir",
     "tart_image": "--tart-image",
     "stop_grace_seconds": "--stop-grace",
+    "artifacts_url": "--artifacts-url",
     "metrics_port": "--metrics-port",
 }
 
@@ -88,6 +91,12 @@ def _env(field: str) -> str:
     help=f"On SIGTERM, how long running builds may finish. [env: {_env('stop_grace_seconds')}; default: 600]",
 )
 @click.option(
+    "--artifacts-url",
+    metavar="URL",
+    help=f"The artifact service. [env: {_env('artifacts_url')} or {URL_SETTING}; default: none, artifacts "
+    "stay on this machine]",
+)
+@click.option(
     "--metrics-port",
     metavar="PORT",
     help=f"Serve Prometheus metrics on this port (0: off). [env: {_env('metrics_port')}; default: 9091]",
@@ -106,6 +115,7 @@ def agent_command(
     work_dir: Path | None,
     tart_image: str | None,
     stop_grace: str | None,
+    artifacts_url: str | None,
     metrics_port: str | None,
     verbose: bool,
 ) -> None:
@@ -125,6 +135,9 @@ def agent_command(
         "work_dir": work_dir,
         "tart_image": tart_image,
         "stop_grace_seconds": stop_grace,
+        # The variable the CLI reads too; the agent's own (BUILDFARM_AGENT_ARTIFACTS_URL) wins over it.
+        "artifacts_url": artifacts_url
+        or (None if os.environ.get(_env("artifacts_url")) else os.environ.get(URL_SETTING) or None),
         "metrics_port": metrics_port,
     }
     settings = settings_from(AgentSettings, flags, _FLAGS)
@@ -157,6 +170,8 @@ def agent_command(
             text_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             fields={"worker": settings.worker_name},
         )
+        # httpx logs every request at INFO: the log streaming alone would flood the agent's log.
+        logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
         try:
             run(settings, api_client, lease_client)
         except BuildfarmError as error:

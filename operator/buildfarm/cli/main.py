@@ -5,11 +5,13 @@ import click
 from buildfarm.cli import logformat
 from buildfarm.cli.agent import agent_command
 from buildfarm.cli.artifacts import artifacts_group
+from buildfarm.cli.build_info import download_command, list_command, logs_command, status_command
 from buildfarm.cli.builds import cancel_command, retry_command
 from buildfarm.cli.crds import crds
 from buildfarm.cli.dev import dev
 from buildfarm.cli.listing import queue_command, workers_command
 from buildfarm.cli.operator import operator_command
+from buildfarm.cli.submit import submit_command
 from buildfarm.cli.worker_admin import attach as attach_worker_admin
 from buildfarm.cli.workers import worker_group
 from buildfarm.telemetry.logs import LOG_FORMATS
@@ -33,6 +35,11 @@ cli.add_command(dev)
 cli.add_command(operator_command)
 cli.add_command(agent_command)
 cli.add_command(artifacts_group)
+cli.add_command(submit_command)
+cli.add_command(status_command)
+cli.add_command(list_command)
+cli.add_command(logs_command)
+cli.add_command(download_command)
 cli.add_command(retry_command)
 cli.add_command(cancel_command)
 cli.add_command(worker_group)

@@ -12,17 +12,20 @@ from typing import IO, Any, Final, TypeVar
 
 import click
 import urllib3
+import yaml
 
 from buildfarm.api.meta import Resource
 from buildfarm.errors import BuildfarmError, NotFound
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.builds_admin import AdminGateway, default_namespace
+from buildfarm.kube.credentials import NO_CREDENTIALS, HttpCredentials, http_credentials
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1  # the cluster could not be reached, or refused the call (RBAC, API error)
 EXIT_USAGE: Final = 2  # a wrong flag or argument
 EXIT_NOT_FOUND: Final = 3  # the build or worker does not exist
 EXIT_REFUSED: Final = 4  # the object's state does not allow it (e.g. the build is still running)
+EXIT_BUILD_FAILED: Final = 5  # `submit --wait`, `logs -f --exit-code`: the build ended Failed or Cancelled
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C
 
 _MEANINGS: Final = {
@@ -31,6 +34,7 @@ _MEANINGS: Final = {
     EXIT_USAGE: "a wrong flag or argument",
     EXIT_NOT_FOUND: "the build or worker does not exist",
     EXIT_REFUSED: "refused: the object's state does not allow it (the message says why)",
+    EXIT_BUILD_FAILED: "the build finished but did not succeed (Failed or Cancelled)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -66,6 +70,10 @@ class NotThere(CommandError):
 
 class Refused(CommandError):
     exit_code = EXIT_REFUSED
+
+
+class BuildFailed(CommandError):
+    exit_code = EXIT_BUILD_FAILED
 
 
 class Interrupted(CommandError):
@@ -144,6 +152,7 @@ def output_option(command: F) -> F:
 class Session:
     admin: AdminGateway
     options: ClusterOptions
+    credentials: HttpCredentials = NO_CREDENTIALS  # the kubeconfig's, for the artifact service
 
     def namespace(self, given: str | None) -> str:
         return given or default_namespace(self.options)
@@ -162,7 +171,11 @@ def session(kubeconfig: Path | None, context: str | None) -> Iterator[Session]:
         raise CommandError(str(error)) from None
     with api_client:
         try:
-            yield Session(AdminGateway(api_client, kube_client.request_timeout(options)), options)
+            yield Session(
+                AdminGateway(api_client, kube_client.request_timeout(options)),
+                options,
+                http_credentials(api_client),
+            )
         except NotFound as error:
             raise NotThere(error.message) from None
         except BuildfarmError as error:
@@ -172,6 +185,29 @@ def session(kubeconfig: Path | None, context: str | None) -> Iterator[Session]:
 def emit_json(obj: Resource | dict[str, Any]) -> None:
     body = obj.to_api() if isinstance(obj, Resource) else obj
     click.echo(json.dumps(body, indent=2, sort_keys=False))
+
+
+def emit(obj: Resource | dict[str, Any] | list[Any], output: str) -> None:
+    """An object (or a kubectl-style List of them) as `json` or `yaml`."""
+    if isinstance(obj, list):
+        items = [item.to_api() if isinstance(item, Resource) else item for item in obj]
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": items}
+    else:
+        body = obj.to_api() if isinstance(obj, Resource) else obj
+    if output == "yaml":
+        click.echo(yaml.safe_dump(body, sort_keys=False), nl=False)
+    else:
+        click.echo(json.dumps(body, indent=2, sort_keys=False))
+
+
+def format_option(command: F) -> F:
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["json", "yaml"]),
+        default=None,
+        help="Print the object(s) as JSON or YAML instead of text.",
+    )(command)
 
 
 def note(text: str) -> None:

@@ -9,6 +9,9 @@ from buildfarm.agent.logs import BuildLog
 from buildfarm.agent.process import Processes
 from buildfarm.agent.settings import AgentSettings
 from buildfarm.api.builds import Build
+from buildfarm.transfer.client import ArtifactClient
+
+CREDENTIALS_DIR = "credentials"
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,7 @@ class Job:
     workspace: Path  # fresh and empty, deleted after the build
     log: BuildLog
     processes: Processes  # runs and stops every command of the build
+    transfer: ArtifactClient | None = None  # the artifact service, when the agent is given one
 
     @property
     def source_dir(self) -> Path:
@@ -26,6 +30,12 @@ class Job:
     def output_dir(self) -> Path:
         """Every regular file the build leaves here is an artifact."""
         return self.workspace / "out"
+
+    @property
+    def credentials_dir(self) -> Path:
+        """The build's signing credentials, one file per Secret key (only when spec.credentials is set
+        and an artifact service is configured); deleted as soon as the build command ends."""
+        return self.workspace / CREDENTIALS_DIR
 
 
 @dataclass(frozen=True)
@@ -47,10 +57,12 @@ def fetch_source(job: Job, settings: AgentSettings) -> None:
     job's source directory, within the agent's limits."""
     job.output_dir.mkdir(parents=True, exist_ok=True)
     sources.fetch(
-        job.build.spec.source,
+        job.build,
         job.source_dir,
         job.processes,
         job.log,
         allow_file=settings.allow_file_sources,
         max_archive_bytes=settings.max_archive_bytes,
+        transfer=job.transfer,
     )
+    sources.fetch_credentials(job.build, job.credentials_dir, job.log, job.transfer)
