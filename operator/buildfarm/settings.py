@@ -375,6 +375,12 @@ def setting_variables(model: type[BaseSettings] = OperatorSettings) -> list[str]
     return [env_var(field, _prefix(model)) for field in model.model_fields]
 
 
+def delegated(model: type[BaseSettings]) -> tuple[type[BaseSettings], ...]:
+    """The settings models whose variables live under this model's prefix but are theirs to validate
+    (a model's `DELEGATED` class variable, e.g. the artifact service's S3 settings)."""
+    return tuple(getattr(model, "DELEGATED", ()))
+
+
 def is_foreign(name: str) -> bool:
     """Whether `name` belongs to another buildfarm program (FOREIGN_VARIABLES), in any letter case."""
     upper = name.upper()
@@ -394,6 +400,7 @@ def unknown_variables(
     """
     prefix = _prefix(model)
     known = set(setting_variables(model))
+    theirs = tuple(_prefix(other) for other in delegated(model))
     env = os.environ if environ is None else environ
     return sorted(
         name
@@ -401,6 +408,7 @@ def unknown_variables(
         if name.upper().startswith(prefix)
         and value != ""  # empty means unset, as for the settings themselves
         and name.upper() not in known
+        and not name.upper().startswith(theirs)
         and not (prefix == ENV_PREFIX and is_foreign(name))
         and name.upper() not in CLIENT_VARIABLES
     )
@@ -410,7 +418,8 @@ def unknown_setting(variable: str, model: type[BaseSettings] = OperatorSettings)
     """One line saying `variable` (as the user wrote it) is no setting, and which one it may be meant as."""
     # Compared without the common prefix, which would make every name look alike.
     prefix = _prefix(model)
-    suffixes = {name.removeprefix(prefix): name for name in setting_variables(model)}
+    candidates = [name for each in (model, *delegated(model)) for name in setting_variables(each)]
+    suffixes = {name.removeprefix(prefix): name for name in candidates}
     close = difflib.get_close_matches(
         variable.upper().removeprefix(prefix), suffixes, n=1, cutoff=_SUGGEST_CUTOFF
     )

@@ -8,7 +8,10 @@ import pytest
 import yaml
 from cryptography import x509
 
+from buildfarm.artifacts.backends.s3_settings import S3Settings
+from buildfarm.artifacts.settings import ArtifactSettings
 from buildfarm.kube.permissions import ARTIFACT_SERVICE_PERMISSIONS
+from buildfarm.settings import unknown_variables, validated
 from tests.support.chart import CHART, Helm, HelmFailed, find, kinds
 
 S3 = {
@@ -74,6 +77,21 @@ def test_s3_backend_takes_its_keys_from_a_secret_and_scales(helm: Helm) -> None:
         "secretKeyRef": {"name": "s3-keys", "key": "secret-access-key"}
     }
     assert "BUILDFARM_ARTIFACTS_ROOT" not in env
+
+
+def test_s3_environment_is_what_the_service_reads(helm: Helm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variable the chart sets is a setting of the service or of its S3 backend (none is refused as
+    unknown at start), and the S3 ones validate, the Secret's keys standing in."""
+    env = {
+        name: value if isinstance(value, str) else "from-the-secret"
+        for name, value in env_of(pod_of(helm.template(S3))).items()
+    }
+    assert unknown_variables(env, ArtifactSettings) == []
+    assert unknown_variables(env, S3Settings) == []
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s3 = validated(S3Settings, env)
+    assert (s3.bucket, s3.region, s3.path_style) == ("builds", "us-east-1", True)
 
 
 def test_generated_certificate_names_the_service_and_base_url(helm: Helm) -> None:

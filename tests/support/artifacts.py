@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 from kubernetes import client
 
+from buildfarm.artifacts.backends.s3_settings import S3Settings
 from buildfarm.artifacts.service import serve
 from buildfarm.artifacts.settings import ArtifactSettings
 from buildfarm.dev.controlplane import new_api_client
@@ -33,8 +34,9 @@ def token_of(kubeconfig: Path) -> str:
 class RunningService:
     """`serve()` in a thread; `url` once it listens; `stop()` cancels it and waits."""
 
-    def __init__(self, settings: ArtifactSettings, kubeconfig: Path) -> None:
+    def __init__(self, settings: ArtifactSettings, kubeconfig: Path, s3: S3Settings | None = None) -> None:
         self.settings = settings
+        self._s3 = s3
         self._kubeconfig = kubeconfig
         self._loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +68,7 @@ class RunningService:
 
         async def main() -> None:
             with new_api_client(self._kubeconfig) as api_client:
-                await serve(self.settings, api_client, ready)
+                await serve(self.settings, api_client, ready, s3=self._s3)
 
         asyncio.set_event_loop(self._loop)
         self._task = self._loop.create_task(main())

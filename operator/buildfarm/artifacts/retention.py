@@ -70,9 +70,8 @@ class Sweeper:
                 continue
             logger.info("Deleted %d files of %s, which no Build uses any more", count, prefix.rstrip("/"))
             deleted += count
-        sweep_temporary = getattr(self.backend, "sweep_temporary", None)  # backends with temporary files
-        if sweep_temporary is not None:
-            deleted += await sweep_temporary(TEMPORARY_MAX_AGE_SECONDS, time.time())
+        # Temporary uploads a crash left behind (a filesystem .tmp file, an S3 .incoming/ object).
+        deleted += await self.backend.sweep_temporary(TEMPORARY_MAX_AGE_SECONDS, time.time())
         return deleted
 
     async def forever(self, interval: float) -> None:

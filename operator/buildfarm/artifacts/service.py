@@ -1,5 +1,6 @@
-"""`buildfarm artifacts serve`: the artifact service's process. Connects to Kubernetes, loads the client
-CA when serving TLS, starts the HTTP server and the retention sweep, and runs until SIGTERM/SIGINT."""
+"""`buildfarm artifacts serve`: the artifact service's process. Checks its storage is usable, loads the
+client CA when serving TLS, starts the HTTP server and the retention sweep, and runs until SIGTERM/SIGINT;
+then closes the storage backend's connections."""
 
 import asyncio
 import contextlib
@@ -13,14 +14,18 @@ from aiohttp import web
 
 from buildfarm.artifacts.auth import Authenticator, TokenCache
 from buildfarm.artifacts.backends import make_backend
+from buildfarm.artifacts.backends.base import Backend, StorageError
 from buildfarm.artifacts.retention import Sweeper
 from buildfarm.artifacts.server import Service, make_app
 from buildfarm.artifacts.settings import ArtifactSettings
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.artifacts_gateway import ArtifactsGateway
+from buildfarm.settings import SettingsError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
+
+    from buildfarm.artifacts.backends.s3_settings import S3Settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +36,25 @@ class ServeError(Exception):
     """The service cannot start; the message is one line saying what to do."""
 
 
-def build_service(settings: ArtifactSettings, api_client: "ApiClient") -> Service:
+def build_service(
+    settings: ArtifactSettings, api_client: "ApiClient", s3: "S3Settings | None" = None
+) -> Service:
     gateway = ArtifactsGateway(api_client, kube_client.request_timeout(settings))
     cache = TokenCache(settings.token_cache_seconds, settings.token_cache_size)
-    return Service(settings, make_backend(settings), gateway, Authenticator(gateway, cache))
+    try:
+        backend = make_backend(settings, s3)
+    except SettingsError as error:
+        raise ServeError(str(error)) from None
+    return Service(settings, backend, gateway, Authenticator(gateway, cache))
+
+
+async def checked(backend: Backend) -> None:
+    """Refuse to start on a store that cannot be used (unreachable, bucket missing, keys refused): found
+    now, it is one line at start instead of a 503 on every request."""
+    try:
+        await backend.check()
+    except StorageError as error:
+        raise ServeError(f"the {backend.name} storage is unusable: {error}") from None
 
 
 def ssl_context(settings: ArtifactSettings, client_ca: str | None) -> ssl.SSLContext | None:
@@ -54,10 +74,25 @@ def ssl_context(settings: ArtifactSettings, client_ca: str | None) -> ssl.SSLCon
 
 
 async def serve(
-    settings: ArtifactSettings, api_client: "ApiClient", ready: Callable[[int], Awaitable[None]] | None = None
+    settings: ArtifactSettings,
+    api_client: "ApiClient",
+    ready: Callable[[int], Awaitable[None]] | None = None,
+    *,
+    s3: "S3Settings | None" = None,
 ) -> None:
-    """Serve until cancelled or signalled. `ready` is told the port (tests use port 0)."""
-    service = build_service(settings, api_client)
+    """Serve until cancelled or signalled. `ready` is told the port (tests use port 0); `s3` are the S3
+    backend's settings (None: read from BUILDFARM_ARTIFACTS_S3_* when the backend is s3)."""
+    service = build_service(settings, api_client, s3)
+    try:
+        await checked(service.backend)
+        await _serve(settings, service, ready)
+    finally:
+        service.backend.close()
+
+
+async def _serve(
+    settings: ArtifactSettings, service: Service, ready: Callable[[int], Awaitable[None]] | None
+) -> None:
     client_ca = None
     if settings.tls_cert_file is not None:
         client_ca = await asyncio.to_thread(service.gateway.client_ca)
@@ -100,5 +135,5 @@ async def serve(
         await runner.cleanup()
 
 
-def run(settings: ArtifactSettings, api_client: "ApiClient") -> None:
-    asyncio.run(serve(settings, api_client))
+def run(settings: ArtifactSettings, api_client: "ApiClient", s3: "S3Settings | None" = None) -> None:
+    asyncio.run(serve(settings, api_client, s3=s3))

@@ -1,7 +1,9 @@
 """The artifact service's settings: environment variables `BUILDFARM_ARTIFACTS_*`, overridden by flags.
 
 Validated once at start (buildfarm.settings.validated): a bad value stops `buildfarm artifacts serve` with
-one line naming the variable (or flag) and what it must be.
+one line naming the variable (or flag) and what it must be. The S3 backend's settings (bucket, endpoint,
+credentials) are `BUILDFARM_ARTIFACTS_S3_*`, a model of their own (backends/s3_settings.py) validated at
+start too when the backend is s3; there is one bucket variable, BUILDFARM_ARTIFACTS_S3_BUCKET.
 """
 
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import ClassVar, Final, Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from buildfarm.artifacts.backends.s3_settings import S3Settings
 from buildfarm.settings import NamespaceName, conflict, env_var, seconds_field
 
 ENV_PREFIX: Final = "BUILDFARM_ARTIFACTS_"
@@ -28,6 +31,9 @@ class ArtifactSettings(BaseSettings):
     """
 
     WHO: ClassVar[str] = "the artifact service"
+    # BUILDFARM_ARTIFACTS_S3_* are the S3 backend's (bucket, endpoint, credentials): S3Settings validates
+    # them when the backend is s3, so they are not unknown variables here.
+    DELEGATED: ClassVar[tuple[type[BaseSettings], ...]] = (S3Settings,)
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -43,13 +49,6 @@ class ArtifactSettings(BaseSettings):
     )
     root: Path | None = Field(
         default=None, description="The filesystem backend's directory (a PersistentVolume's mount)."
-    )
-    bucket: str | None = Field(
-        default=None,
-        min_length=3,
-        max_length=63,
-        pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$",
-        description="The s3 backend's bucket.",
     )
     source_limit_bytes: int = Field(
         default=2 * GB, ge=1, le=1024 * GB, description="The largest source archive accepted, in bytes."
@@ -130,10 +129,6 @@ class ArtifactSettings(BaseSettings):
             raise conflict(
                 f"{_env('root')} ({self.root}) is not a directory: create it or mount the volume there",
                 "root",
-            )
-        if self.backend == "s3" and self.bucket is None:
-            raise conflict(
-                f"{_env('backend')}=s3 needs {_env('bucket')}: name the bucket", "backend", "bucket"
             )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise conflict(

@@ -1,6 +1,8 @@
 """`buildfarm artifacts serve`: check the settings, then run the artifact service.
 
 Every setting comes from a `BUILDFARM_ARTIFACTS_*` environment variable; a flag given here overrides it.
+The S3 backend's (`BUILDFARM_ARTIFACTS_S3_*`, docs/artifacts-s3.md) have no flags: its keys come from a
+Secret, and the rest sits beside them in the same environment.
 A problem found before the service starts is one line on stderr: exit code 2 for a wrong setting or
 flag, 1 for a cluster or port it cannot use (as `buildfarm operator`).
 """
@@ -13,6 +15,7 @@ from typing import Any, Final
 import click
 import urllib3
 
+from buildfarm.artifacts.backends.s3_settings import S3Settings
 from buildfarm.artifacts.settings import ENV_PREFIX, ArtifactSettings
 from buildfarm.cli import logformat
 from buildfarm.cli.errors import StartupError, settings_from
@@ -23,7 +26,6 @@ from buildfarm.telemetry import exporter, logs
 _FLAGS: Final = {
     "backend": "--backend",
     "root": "--root",
-    "bucket": "--bucket",
     "host": "--host",
     "port": "--port",
     "base_url": "--base-url",
@@ -48,7 +50,6 @@ def artifacts_group() -> None:
 @artifacts_group.command("serve")
 @click.option("--backend", help=f"filesystem or s3. [env: {_env('backend')}; default: filesystem]")
 @click.option("--root", type=click.Path(path_type=Path), help=f"The storage directory. [env: {_env('root')}]")
-@click.option("--bucket", help=f"The S3 bucket. [env: {_env('bucket')}]")
 @click.option("--host", help=f"The address to listen on. [env: {_env('host')}; default: 127.0.0.1]")
 @click.option("--port", help=f"The port to listen on. [env: {_env('port')}; default: 8443]")
 @click.option("--base-url", help=f"The URL clients reach the service at. [env: {_env('base_url')}]")
@@ -73,7 +74,6 @@ def artifacts_group() -> None:
 def serve_command(
     backend: str | None,
     root: Path | None,
-    bucket: str | None,
     host: str | None,
     port: str | None,
     base_url: str | None,
@@ -89,7 +89,6 @@ def serve_command(
     flags: dict[str, Any] = {
         "backend": backend,
         "root": root,
-        "bucket": bucket,
         "host": host,
         "port": port,
         "base_url": base_url,
@@ -101,6 +100,9 @@ def serve_command(
         "metrics_port": metrics_port,
     }
     settings = settings_from(ArtifactSettings, flags, _FLAGS)
+    # The S3 backend's settings are environment variables only (its keys come from a Secret): checked
+    # here too, so a wrong one is a bad setting (exit 2) found before anything connects.
+    s3 = settings_from(S3Settings, {}, {}) if settings.backend == "s3" else None
     warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     source = _FLAGS["kubeconfig"] if kubeconfig is not None else _env("kubeconfig")
     try:
@@ -121,7 +123,7 @@ def serve_command(
         except exporter.MetricsPortError as error:
             raise StartupError(str(error)) from None
         try:
-            run(settings, api_client)
+            run(settings, api_client, s3)
         except ServeError as error:
             raise StartupError(str(error)) from None
         finally:

@@ -1,4 +1,4 @@
-"""The artifact service on loopback (TLS, filesystem storage) against the session's API server, with
+"""The artifact service on loopback (TLS, filesystem or S3 storage) against the session's API server, with
 real identities: the service's own ServiceAccount holding exactly ARTIFACT_SERVICE_PERMISSIONS, two
 worker agents, an editor and a viewer of builds, and client certificates of the cluster's CA."""
 
@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from buildfarm import constants as c
+from buildfarm.artifacts.backends.s3_settings import S3Settings
 from buildfarm.artifacts.settings import ArtifactSettings
 from buildfarm.dev import certs
 from buildfarm.dev.controlplane import ControlPlane
@@ -46,6 +47,7 @@ class Setup:
     viewer: Identity
     agents: dict[str, Identity]
     rbac: client.RbacAuthorizationV1Api
+    s3: S3Settings | None = None  # the service's S3 settings when it stores in S3
 
     def context(self, cert: certs.KeyPair | None = None, tmp: Path | None = None) -> ssl.SSLContext:
         context = ssl.create_default_context(cadata=self.serving_ca.decode())
@@ -76,9 +78,26 @@ def setup(
     control_plane: ControlPlane | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Setup]:
+    tmp = tmp_path_factory.mktemp("artifacts")
+    root = tmp / "storage"
+    root.mkdir()
+    with running_setup(api_client, kubeconfig, control_plane, tmp, root) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def running_setup(
+    api_client: client.ApiClient,
+    kubeconfig: str,
+    control_plane: ControlPlane | None,
+    tmp: Path,
+    root: Path,
+    s3: S3Settings | None = None,
+) -> Iterator[Setup]:
+    """The service and its identities in a new farm namespace; storage in the directory `root`, or in S3
+    with `s3` (then `root` is where the test server keeps the objects, for tests to look at)."""
     core = client.CoreV1Api(api_client)
     farm = _namespace(core)
-    tmp = tmp_path_factory.mktemp("artifacts")
     admin = Path(kubeconfig)
     identities: list[Identity] = []
 
@@ -95,10 +114,9 @@ def setup(
         serving = certs.generate(("127.0.0.1",))
         certs.write_file(tmp / "serving.crt", serving.serving.cert_pem)
         certs.write_file(tmp / "serving.key", serving.serving.key_pem, private=True)
-        root = tmp / "storage"
-        root.mkdir()
         settings = ArtifactSettings(
-            root=root,
+            backend="s3" if s3 else "filesystem",
+            root=None if s3 else root,
             port=0,
             tls_cert_file=tmp / "serving.crt",
             tls_key_file=tmp / "serving.key",
@@ -113,7 +131,7 @@ def setup(
         if control_plane is not None:
             files = certs.CertFiles.in_directory(control_plane.state_dir / "pki")
             cluster_ca = certs.KeyPair(files.ca_cert.read_bytes(), files.ca_key.read_bytes())
-        service = RunningService(settings, own.kubeconfig).start()
+        service = RunningService(settings, own.kubeconfig, s3).start()
         try:
             yield Setup(
                 service=service,
@@ -125,6 +143,7 @@ def setup(
                 viewer=identity("viewer"),
                 agents={"a": identity("worker-a"), "b": identity("worker-b")},
                 rbac=client.RbacAuthorizationV1Api(api_client),
+                s3=s3,
             )
         finally:
             service.stop()

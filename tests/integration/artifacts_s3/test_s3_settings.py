@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from buildfarm.artifacts.backends import make_backend
 from buildfarm.artifacts.backends.base import StorageError
 from buildfarm.artifacts.backends.s3 import S3Backend
 from buildfarm.artifacts.backends.s3_settings import S3Settings
+from buildfarm.artifacts.settings import ArtifactSettings
 from buildfarm.settings import SettingsError, validated
 from tests.support.s3 import S3Server, free_port
 
@@ -122,22 +124,20 @@ def test_check_explains_what_is_wrong(s3_server: S3Server, overrides: dict[str, 
     assert want in message, message
 
 
-def test_the_service_settings_bucket_is_used(monkeypatch: pytest.MonkeyPatch, s3_server: S3Server) -> None:
-    """make_backend passes the service's settings; their `bucket` (BUILDFARM_ARTIFACTS_BUCKET) wins."""
+def test_make_backend_reads_the_s3_variables(monkeypatch: pytest.MonkeyPatch, s3_server: S3Server) -> None:
+    """The service's make_backend, given no S3 settings, validates BUILDFARM_ARTIFACTS_S3_* itself; the
+    bucket is BUILDFARM_ARTIFACTS_S3_BUCKET, the one bucket variable."""
     env = {
         "BUILDFARM_ARTIFACTS_S3_ENDPOINT": s3_server.endpoint,
         "BUILDFARM_ARTIFACTS_S3_ACCESS_KEY_ID": s3_server.access_key,
         "BUILDFARM_ARTIFACTS_S3_SECRET_ACCESS_KEY": s3_server.secret_key,
     }
-    load(monkeypatch, **{**env, "BUILDFARM_ARTIFACTS_S3_BUCKET": s3_server.bucket})
-
-    class ServiceSettings:
-        bucket = "no-such-bucket"
-
+    service_settings = ArtifactSettings(backend="s3")
     for bucket, works in [("no-such-bucket", False), (s3_server.bucket, True)]:
-        ServiceSettings.bucket = bucket
-        backend = S3Backend.from_settings(ServiceSettings())
+        load(monkeypatch, **env, BUILDFARM_ARTIFACTS_S3_BUCKET=bucket)
+        backend = make_backend(service_settings)
         try:
+            assert backend.name == "s3"
             if works:
                 asyncio.run(backend.check())
             else:

@@ -24,7 +24,6 @@ def test_defaults(tmp_path: Path) -> None:
     [
         ({}, "BUILDFARM_ARTIFACTS_BACKEND=filesystem needs BUILDFARM_ARTIFACTS_ROOT"),
         ({"root": "/nonexistent/dir"}, "is not a directory"),
-        ({"backend": "s3"}, "BUILDFARM_ARTIFACTS_BACKEND=s3 needs BUILDFARM_ARTIFACTS_BUCKET"),
         ({"backend": "ftp"}, "BUILDFARM_ARTIFACTS_BACKEND"),
         ({"root": "/", "tls_cert_file": __file__}, "set both or neither"),
         ({"artifact_limit_bytes": 0}, "BUILDFARM_ARTIFACTS_ARTIFACT_LIMIT_BYTES"),
@@ -43,3 +42,23 @@ def test_unknown_variable_is_named() -> None:
         SettingsError, match="BUILDFARM_ARTIFACTS_ROOTS is not a setting of the artifact service"
     ):
         validated(ArtifactSettings, {"BUILDFARM_ARTIFACTS_ROOTS": "/x"}, root=Path("/"))
+
+
+def test_s3_variables_are_the_s3_settings_own() -> None:
+    """BUILDFARM_ARTIFACTS_S3_* belong to S3Settings (validated there), so they are not unknown here."""
+    environ = {"BUILDFARM_ARTIFACTS_S3_BUCKET": "builds", "BUILDFARM_ARTIFACTS_S3_NOT_A_SETTING": "x"}
+
+    settings = validated(ArtifactSettings, environ, backend="s3")
+
+    assert settings.backend == "s3"
+
+
+def test_the_one_bucket_variable_is_named_for_the_other() -> None:
+    """There is one bucket setting, BUILDFARM_ARTIFACTS_S3_BUCKET; the service-level name points at it."""
+    with pytest.raises(SettingsError) as error:
+        validated(ArtifactSettings, {"BUILDFARM_ARTIFACTS_BUCKET": "builds"}, backend="s3")
+
+    assert str(error.value) == (
+        "BUILDFARM_ARTIFACTS_BUCKET is not a setting of the artifact service; "
+        "did you mean BUILDFARM_ARTIFACTS_S3_BUCKET?"
+    )

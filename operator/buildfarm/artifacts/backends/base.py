@@ -46,6 +46,15 @@ class OffsetMismatch(Exception):
 class Backend(Protocol):
     name: str  # "filesystem" | "s3"
 
+    async def check(self) -> None:
+        """Raise StorageError (one line saying what to fix) unless the store is usable: the service
+        calls it once at start and refuses to serve without it (unreachable, bucket missing, bad keys)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads; the service calls it when it stops."""
+        ...
+
     async def put(
         self,
         key: str,
@@ -79,6 +88,11 @@ class Backend(Protocol):
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every object whose key starts with `prefix` (which ends with "/"); returns how many."""
+        ...
+
+    async def sweep_temporary(self, older_than_seconds: float, now: float) -> int:
+        """Delete temporary upload objects older than `older_than_seconds` before `now` (a Unix time),
+        which only a crash mid-upload leaves behind; returns how many. The retention sweep calls it."""
         ...
 
     def list_prefixes(self, prefix: str) -> AsyncIterator[str]:

@@ -49,6 +49,21 @@ class FilesystemBackend:
         self.root = root
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
+    async def check(self) -> None:
+        """The root must be a directory this process may write (the volume is mounted and writable)."""
+
+        def writable() -> bool:
+            return self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)
+
+        if not await _off_loop(writable):
+            raise StorageError(
+                f"the storage directory {self.root} is missing or not writable: mount the volume there "
+                "or fix its owner"
+            )
+
+    def close(self) -> None:
+        pass  # Nothing held open between requests.
+
     def presigned_get(self, key: str, expires_seconds: int) -> str | None:
         return None  # The service streams files itself.
 

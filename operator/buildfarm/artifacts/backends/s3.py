@@ -46,7 +46,6 @@ from urllib3.exceptions import HTTPError
 
 from buildfarm.artifacts.backends.base import DigestMismatch, OffsetMismatch, StorageError, Stored, TooLarge
 from buildfarm.artifacts.backends.s3_settings import S3_ENV_PREFIX, S3Settings
-from buildfarm.settings import validated
 
 # At most one part is in flight per upload, so an upload holds about two parts of memory (the part being
 # sent and the bytes read for the next); 8 MiB keeps that well under the issue's 64 MB per 1 GB transfer
@@ -242,15 +241,6 @@ class S3Backend:
         self._presigner = self._new_client(public, self._http)
         self._parts: OrderedDict[str, _Parts] = OrderedDict()
         self._append_locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @classmethod
-    def from_settings(cls, service_settings: object) -> S3Backend:
-        """The backend of the artifact service (buildfarm.artifacts.backends.make_backend): its settings'
-        `bucket` (BUILDFARM_ARTIFACTS_BUCKET) when set, everything else from BUILDFARM_ARTIFACTS_S3_*.
-        Raises buildfarm.settings.SettingsError (one line) when they are wrong; `check()` then proves
-        the store reachable with them."""
-        bucket = getattr(service_settings, "bucket", None)
-        return cls(validated(S3Settings, **({"bucket": bucket} if bucket else {})))
 
     def _new_client(self, endpoint: Any, http: urllib3.PoolManager) -> Minio:
         s = self._settings
