@@ -342,9 +342,12 @@ class ArtifactClient:
         progress: Progress | None = None,
     ) -> Downloaded:
         response = self._send("GET", url, what, params=params, stream=True)
+        # The service states the digest; a presigned store's answer does not carry it.
+        stated = response.headers.get(SHA256_HEADER)
         for _ in range(REDIRECTS_MAX):
             if response.status_code not in (301, 302, 303, 307, 308):
                 break
+            stated = stated or response.headers.get(SHA256_HEADER)
             target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
             response.close()
             try:
@@ -359,7 +362,7 @@ class ArtifactClient:
                 raise self._network_error(what, error, where=urllib.parse.urlsplit(target).netloc) from None
         with contextlib.closing(response):
             self._raise_for(response, what)
-            expected = sha256 or response.headers.get(SHA256_HEADER)
+            expected = sha256 or stated or response.headers.get(SHA256_HEADER)
             return _write_checked(response, dest, expected, limit, progress, what)
 
     def _raise_for(self, response: httpx.Response, what: str) -> None:

@@ -33,6 +33,7 @@ class Service:
         self.auth_seen: list[str | None] = []
         self.files: dict[str, bytes] = {}
         self.redirect_to: str | None = None
+        self.redirect_sha256: str | None = None
         self.lock = threading.Lock()
 
 
@@ -81,11 +82,16 @@ def handler(service: Service) -> type[http.server.BaseHTTPRequestHandler]:
             service.auth_seen.append(self.headers.get("Authorization"))
             name = self.path.rsplit("/", 1)[-1].split("?")[0]
             if service.redirect_to is not None and not self.path.startswith("/presigned"):
-                self._answer(307, b"", {"Location": service.redirect_to})
+                # The service states the digest it recorded; the store (below) does not.
+                stated = {"X-Buildfarm-Sha256": service.redirect_sha256} if service.redirect_sha256 else {}
+                self._answer(307, b"", {"Location": service.redirect_to, **stated})
                 return
             data = service.files.get(name)
             if data is None:
                 self._answer(404, {"error": f"no {name}: upload it first", "reason": "NotFound"})
+                return
+            if self.path.startswith("/presigned"):
+                self._answer(200, data)
                 return
             self._answer(200, data, {"X-Buildfarm-Sha256": hashlib.sha256(data).hexdigest()})
 
@@ -185,9 +191,16 @@ def test_downloads_are_checked_and_credentials_stay_home(
         # A redirect to another origin (a presigned URL) is followed without the token.
         store.files["presigned"] = data
         service.redirect_to = f"{store_url}/presigned?sig=1"
+        service.redirect_sha256 = hashlib.sha256(data).hexdigest()
         c.download_artifact("ns", "b", "app.apk", tmp_path / "via-store.apk", sha256=None)
         assert store.auth_seen == [None]
         assert (tmp_path / "via-store.apk").read_bytes() == data
+        # The digest the service stated in its redirect is checked against what the store sent.
+        store.files["presigned"] = b"tampered"
+        with pytest.raises(DigestMismatch, match="nothing was kept"):
+            c.download_artifact("ns", "b", "app.apk", tmp_path / "tampered.apk", sha256=None)
+        assert not (tmp_path / "tampered.apk").exists()
+        store.auth_seen.remove(None)
         # A source URL on another origin is never fetched with the agent's credentials.
         with pytest.raises(ArtifactError, match="is not on the artifact service"):
             c.download_source(
