@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# End to end on a local control plane: start etcd + kube-apiserver (CRDs installed), run the operator and
-# two worker agents (shell executor, with examples/fake-eas-build.py standing in for `eas build`), serve
-# the sample project as a source archive on 127.0.0.1, submit three builds and show them reach Succeeded
-# with their artifacts. Leaves the control plane up for you to explore with kubectl; `make down` stops it.
+# End to end on a local control plane: start etcd + kube-apiserver (CRDs installed), apply the chart's
+# RBAC and agent admission policy, run the operator, the artifact service (TLS, filesystem backend) and
+# two worker agents, each with its own identity from `buildfarm worker add` (shell executor, with
+# examples/fake-eas-build.py standing in for `eas build`). Then `buildfarm submit` packs and uploads
+# examples/sample-app three times, the agents build from the service's copy, and `buildfarm download`
+# fetches the artifacts and checks their sha256. Leaves the control plane up for you to explore with
+# kubectl; `make down` stops it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$PWD"
@@ -26,11 +29,35 @@ for ns in buildfarm-system demo; do
 done
 kubectl -n demo delete builds --all >/dev/null  # a second run starts over (a Build's spec is immutable)
 
-# The sample project as the source archive a build downloads (plain http is allowed only on loopback).
-tar -czf "$state/serve/sample-app.tgz" -C examples/sample-app .
-sha="$(sha256sum "$state/serve/sample-app.tgz" | cut -d' ' -f1)"
-port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$python" -m http.server --bind 127.0.0.1 --directory "$state/serve" "$port" >"$state/http.log" 2>&1 &
+# The chart's RBAC (agent and user roles) and the admission policy that holds each agent to its own
+# Worker, Lease and builds, as `helm install` creates them. No kubelet runs here, so the chart's
+# Deployments could never start: the operator, the artifact service and the agents run as local processes.
+helm="$(bash hack/build-helm.sh)"
+"$helm" template buildfarm charts/buildfarm -n buildfarm-system \
+  -s templates/agent-rbac.yaml -s templates/agent-policy.yaml -s templates/user-rbac.yaml \
+  | kubectl apply --server-side --force-conflicts -f - >/dev/null
+
+free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# The artifact service over TLS (a certificate from a CA of its own), so that it accepts the client
+# certificate of your kubeconfig as well as the agents' ServiceAccount tokens.
+mkdir -p "$state/tls" "$state/artifacts"
+"$python" - "$state/tls" <<'PY'
+import sys
+from pathlib import Path
+
+from buildfarm.dev import certs
+
+directory = Path(sys.argv[1])
+made = certs.generate(("127.0.0.1",))
+certs.write_file(directory / "tls.crt", made.serving.cert_pem)
+certs.write_file(directory / "tls.key", made.serving.key_pem, private=True)
+certs.write_file(directory / "ca.crt", made.ca.cert_pem)
+PY
+artifacts_port="$(free_port)"
+export BUILDFARM_ARTIFACTS_URL="https://127.0.0.1:$artifacts_port" BUILDFARM_ARTIFACTS_CA="$state/tls/ca.crt"
+buildfarm artifacts serve --root "$state/artifacts" --port "$artifacts_port" \
+  --tls-cert "$state/tls/tls.crt" --tls-key "$state/tls/tls.key" >"$state/artifacts.log" 2>&1 &
 pids+=($!)
 
 buildfarm operator --standalone >"$state/operator.log" 2>&1 &
@@ -42,32 +69,30 @@ start_agent() {  # name, metrics port, capacity, platforms...
   shift 3
   local platforms=()
   for platform in "$@"; do platforms+=(--platform "$platform"); done
-  BUILDFARM_AGENT_COMMAND="$command" buildfarm agent --worker-name "$name" --capacity "$capacity" \
-    "${platforms[@]}" --work-dir "$state/agent-$name" --stop-grace 5 --metrics-port "$metrics_port" \
-    >"$state/agent-$name.log" 2>&1 &
+  # Its own identity: the Worker, ServiceAccount worker-<name> and a kubeconfig with a bounded token.
+  local kubeconfig="$state/$name.kubeconfig"
+  buildfarm worker add "$name" "${platforms[@]}" --capacity "$capacity" --output-kubeconfig "$kubeconfig" \
+    >/dev/null 2>&1 || buildfarm worker rotate "$name" --output-kubeconfig "$kubeconfig" >/dev/null
+  BUILDFARM_AGENT_COMMAND="$command" buildfarm agent --kubeconfig "$kubeconfig" --worker-name "$name" \
+    --capacity "$capacity" "${platforms[@]}" --work-dir "$state/agent-$name" --stop-grace 5 \
+    --metrics-port "$metrics_port" >"$state/agent-$name.log" 2>&1 &
   pids+=($!)
 }
 start_agent mac-mini-1 9091 2 ios android
 start_agent linux-1 9093 1 android  # 9092 is the artifact service's
 
-url="http://127.0.0.1:$port/sample-app.tgz"
+for _ in $(seq 1 60); do
+  "$python" -c "import ssl, sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/healthz', context=ssl.create_default_context(cafile=sys.argv[2]), timeout=2)" \
+    "$BUILDFARM_ARTIFACTS_URL" "$BUILDFARM_ARTIFACTS_CA" 2>/dev/null && break
+  sleep 0.5
+done
+
+# What a developer runs: pack the project (honouring .gitignore / .easignore), upload it, create the Build.
 for build in "sample-ios-1 ios production" "sample-android-1 android preview" "sample-android-2 android production"; do
   read -r name platform profile <<<"$build"
-  kubectl -n demo apply -f - >/dev/null <<YAML
-apiVersion: buildfarm.dev/v1alpha1
-kind: Build
-metadata:
-  name: $name
-spec:
-  platform: $platform
-  profile: $profile
-  source:
-    archive:
-      url: $url
-      sha256: $sha
-YAML
+  buildfarm submit examples/sample-app -n demo --platform "$platform" --profile "$profile" --name "$name" >/dev/null
 done
-echo "submitted 3 builds; waiting for the agents to run them ..."
+echo "submitted 3 builds with buildfarm submit; waiting for the agents to run them ..."
 
 phases=""
 for _ in $(seq 1 120); do
@@ -83,16 +108,20 @@ if [[ "$phases" != "Succeeded Succeeded Succeeded " ]]; then
   exit 1
 fi
 echo
-echo "artifacts:"
-kubectl -n demo get builds \
-  -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{range .status.artifacts[*]}{.name} {.size} bytes sha256:{.sha256} {.location}{end}{"\n"}{end}'
+buildfarm logs sample-ios-1 -n demo --tail 3
+echo
+echo "downloading the artifacts (each checked against the sha256 in its Build's status):"
+mkdir -p "$state/downloads"
+for name in sample-ios-1 sample-android-1 sample-android-2; do
+  buildfarm download "$name" -n demo -o "$state/downloads"
+done
 cat <<MSG
 
-buildfarm works: three builds ran on two agents and succeeded. The operator and the agents stop now;
-the control plane keeps running:
+buildfarm works: three builds were submitted, ran on two agents, succeeded, and their artifacts were
+downloaded. The operator, the artifact service and the agents stop now; the control plane keeps running:
   export KUBECONFIG=$KUBECONFIG
   kubectl describe build -n demo sample-ios-1       # conditions, Events (Queued, Assigned, ...)
-  kubectl get build -n demo sample-ios-1 -o jsonpath='{.status.logTail}'
+  buildfarm list -n demo                             # or: kubectl get builds -n demo
   buildfarm retry sample-ios-1 -n demo               # a new build with the same spec, linked both ways
   buildfarm operator --standalone                    # run the operator again in the foreground
   make down                                          # stop the control plane

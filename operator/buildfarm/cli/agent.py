@@ -22,7 +22,7 @@ from buildfarm.kube import client as kube_client
 from buildfarm.kube.preflight import PreflightError, preflight_agent
 from buildfarm.settings import env_var
 from buildfarm.telemetry import exporter, logs
-from buildfarm.transfer.client import URL_SETTING
+from buildfarm.transfer.client import CA_SETTING, URL_SETTING
 
 _FLAGS: Final = {
     "worker_name": "--worker-name",
@@ -38,6 +38,7 @@ _FLAGS: Final = {
     "tart_image": "--tart-image",
     "stop_grace_seconds": "--stop-grace",
     "artifacts_url": "--artifacts-url",
+    "artifacts_ca": CA_SETTING,
     "metrics_port": "--metrics-port",
 }
 
@@ -138,6 +139,8 @@ def agent_command(
         # The variable the CLI reads too; the agent's own (BUILDFARM_AGENT_ARTIFACTS_URL) wins over it.
         "artifacts_url": artifacts_url
         or (None if os.environ.get(_env("artifacts_url")) else os.environ.get(URL_SETTING) or None),
+        # Likewise the CA the CLI trusts the service with (BUILDFARM_AGENT_ARTIFACTS_CA wins over it).
+        "artifacts_ca": None if os.environ.get(_env("artifacts_ca")) else os.environ.get(CA_SETTING) or None,
         "metrics_port": metrics_port,
     }
     settings = settings_from(AgentSettings, flags, _FLAGS)
