@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress load chaos bench demo down crds clean kind-up kind-test kind-down
+.PHONY: setup test lint unit integration stress load chaos bench bench-api demo down crds clean kind-up kind-test kind-down
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ chaos: setup ## Kill agents and operators at random while builds run, ROUNDS tim
 
 bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
 	$(BIN)/python hack/bench_scheduler.py
+
+bench-api: setup ## The operator against a real API server: RAW, BACKLOG, LATENCY, WRITES, MEMORY (QUICK=1: small sizes)
+	$(BIN)/python hack/bench_api.py $(BENCH_ARGS)
 
 demo: setup ## Start a local control plane, run the operator, queue sample builds and watch them assigned
 	bash hack/demo.sh
