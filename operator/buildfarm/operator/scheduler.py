@@ -33,6 +33,9 @@ MAX_BACKOFF = 30.0
 # conditional writes; one at a time capped the rate near a quarter of what the API server takes.
 IN_FLIGHT = 8
 STEP_THREADS = IN_FLIGHT + 2  # a timed-out step keeps its thread until its own API timeout ends it
+# Threads that post the Assigned Events. An Event is a courtesy that follows the binding write: posted off
+# the assignment's path, it no longer delays the next assignment to the same worker, or the next cycle.
+EVENT_THREADS = 2
 # Waiting for a worker is the protocol at work, not a problem worth an INFO line per attempt.
 _QUIET_REASONS = frozenset({WaitReason.WORKER_BUSY, WaitReason.WORKER_NOT_READY, WORKER_GONE, "Conflict"})
 
@@ -72,6 +75,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._failures = 0
         self._threads = ThreadPoolExecutor(max_workers=STEP_THREADS, thread_name_prefix="buildfarm-sched")
+        self._events = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="buildfarm-events")
 
     def kick(self) -> None:
         """Ask for a scheduling cycle soon; many kicks before it runs make one cycle."""
@@ -99,6 +103,7 @@ class Scheduler:
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self._events.shutdown(wait=False, cancel_futures=True)
 
     async def cycle(self) -> bool:
         """One pass over the queue; True if something failed transiently and deserves a retry."""
@@ -257,9 +262,15 @@ class Scheduler:
             if outcome.build is not None:
                 self.store.observe_build(outcome.build)
             if outcome.result is Result.ASSIGNED and outcome.wrote and outcome.build is not None:
-                self.reporter.assigned(outcome.build)
+                self._events.submit(self._announce, outcome.build)
         if isinstance(retry, TransientError):
             raise retry
+
+    def _announce(self, build: Build) -> None:
+        try:
+            self.reporter.assigned(build)
+        except Exception:  # nobody awaits this thread: say what went wrong here
+            log.exception("Could not announce the assignment of %s/%s", build.namespace, build.name)
 
     def _wait(self, build: Build, reason: str, message: str) -> None:
         written = self.reporter.waiting(build, reason, message)
