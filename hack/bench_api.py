@@ -281,6 +281,20 @@ class Bench:
             values[(labels.get("verb", ""), resource, labels.get("code", ""))] += int(float(match["value"]))
         return Counts(values)
 
+    def settled_counts(self, quiet: float = 3.0, limit: float = 60.0) -> Counts:
+        """The counters once the operator's writes have stopped (the Events trail the bindings)."""
+        deadline = time.monotonic() + limit
+        last = self.counts()
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.counts()
+            if sum((now - last).writes().values()):
+                last, quiet_since = now, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet:
+                break
+        return last
+
     # The operator
 
     @contextlib.contextmanager
@@ -346,8 +360,7 @@ class Bench:
                 created[name] = time.monotonic()
                 self.create_build(namespace, name)
             seen = watcher.wait_assigned(names, timeout)
-            time.sleep(1.0)  # the Events that follow a binding
-            after = self.counts()
+            after = self.settled_counts()
             latencies = sorted((seen[n] - created[n]) * 1000 for n in names)
         print(
             f"LATENCY  {builds} builds at {rate:g}/s on {worker_count} idle workers: create->Assigned "
@@ -378,8 +391,7 @@ class Bench:
                 time.sleep(0.2)
             elapsed = time.monotonic() - start
             first = watcher.first_assigned_at - start if watcher.first_assigned_at else float("nan")
-            time.sleep(1.0)
-            after = self.counts()
+            after = self.settled_counts()
             rss = proc.memory_info().rss
             peak = max(peak, rss)
         rate = expect / elapsed
