@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -36,6 +37,9 @@ STEP_THREADS = IN_FLIGHT + 2  # a timed-out step keeps its thread until its own 
 # Threads that post the Assigned Events. An Event is a courtesy that follows the binding write: posted off
 # the assignment's path, it no longer delays the next assignment to the same worker, or the next cycle.
 EVENT_THREADS = 2
+# Events waiting to be posted at most; beyond that, assignments wait for them (bounded memory, and a stop
+# that posts what is pending in bounded time).
+EVENTS_PENDING = 64
 # Waiting for a worker is the protocol at work, not a problem worth an INFO line per attempt.
 _QUIET_REASONS = frozenset({WaitReason.WORKER_BUSY, WaitReason.WORKER_NOT_READY, WORKER_GONE, "Conflict"})
 
@@ -76,6 +80,7 @@ class Scheduler:
         self._failures = 0
         self._threads = ThreadPoolExecutor(max_workers=STEP_THREADS, thread_name_prefix="buildfarm-sched")
         self._events = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="buildfarm-events")
+        self._events_pending = threading.BoundedSemaphore(EVENTS_PENDING)
 
     def kick(self) -> None:
         """Ask for a scheduling cycle soon; many kicks before it runs make one cycle."""
@@ -103,7 +108,8 @@ class Scheduler:
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
-        self._events.shutdown(wait=False, cancel_futures=True)
+        # Not cancelled: an assignment made is announced, also when the operator stops right after it.
+        self._events.shutdown(wait=False)
 
     async def cycle(self) -> bool:
         """One pass over the queue; True if something failed transiently and deserves a retry."""
@@ -262,7 +268,11 @@ class Scheduler:
             if outcome.build is not None:
                 self.store.observe_build(outcome.build)
             if outcome.result is Result.ASSIGNED and outcome.wrote and outcome.build is not None:
-                self._events.submit(self._announce, outcome.build)
+                self._events_pending.acquire()
+                try:
+                    self._events.submit(self._announce, outcome.build)
+                except RuntimeError:  # stopping: the pool takes no more; announce it here
+                    self._announce(outcome.build)
         if isinstance(retry, TransientError):
             raise retry
 
@@ -271,6 +281,8 @@ class Scheduler:
             self.reporter.assigned(build)
         except Exception:  # nobody awaits this thread: say what went wrong here
             log.exception("Could not announce the assignment of %s/%s", build.namespace, build.name)
+        finally:
+            self._events_pending.release()
 
     def _wait(self, build: Build, reason: str, message: str) -> None:
         written = self.reporter.waiting(build, reason, message)
