@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress load chaos bench bench-api demo down crds clean kind-up kind-test kind-down
+.PHONY: setup test lint unit integration stress load chaos bench bench-api bench-artifacts demo down crds clean kind-up kind-test kind-down
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,10 @@ $(BIN)/buildfarm: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	@touch $@
 
-setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver and helm (cached)
+setup: $(BIN)/buildfarm ## Install the package, test and lint tools, and build kube-apiserver, helm and versitygw (cached)
 	bash hack/build-kube-apiserver.sh >/dev/null
 	bash hack/build-helm.sh >/dev/null
+	bash hack/build-s3-server.sh >/dev/null
 
 lint: setup ## ruff, mypy (strict), and the CRDs are up to date with the models
 	$(BIN)/ruff check .
@@ -46,11 +47,18 @@ chaos: setup ## Kill agents and operators at random while builds run, ROUNDS tim
 	    tests/integration/agent/test_chaos.py | grep -E '^seed|passed|failed' || exit 1; \
 	done
 
+.PHONY: bench-artifacts-s3
+bench-artifacts-s3: setup ## RSS growth and throughput of a 1 GB upload and download through the S3 backend (SIZE_MB=n)
+	$(BIN)/python hack/bench_artifacts_s3.py --size-mb $(or $(SIZE_MB),1024)
+
 bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
 	$(BIN)/python hack/bench_scheduler.py
 
 bench-api: setup ## The operator against a real API server: RAW, BACKLOG, LATENCY, WRITES, MEMORY (QUICK=1: small sizes)
 	$(BIN)/python hack/bench_api.py $(BENCH_ARGS)
+
+bench-artifacts: setup ## Stream 1 GB (SIZE_MB=n to change) through the artifact service: throughput and RSS growth vs a file copy
+	$(BIN)/python hack/bench_artifacts.py --size-mb $(or $(SIZE_MB),1024)
 
 demo: setup ## Start a local control plane, run the operator, queue sample builds and watch them assigned
 	bash hack/demo.sh

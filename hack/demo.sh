@@ -37,17 +37,18 @@ buildfarm operator --standalone >"$state/operator.log" 2>&1 &
 pids+=($!)
 
 command="$python $repo/examples/fake-eas-build.py build --local --non-interactive --platform {platform} --profile {profile} --output {artifact}"
-start_agent() {  # name, capacity, platforms...
-  local name="$1" capacity="$2"
-  shift 2
+start_agent() {  # name, metrics port, capacity, platforms...
+  local name="$1" metrics_port="$2" capacity="$3"
+  shift 3
   local platforms=()
   for platform in "$@"; do platforms+=(--platform "$platform"); done
   BUILDFARM_AGENT_COMMAND="$command" buildfarm agent --worker-name "$name" --capacity "$capacity" \
-    "${platforms[@]}" --work-dir "$state/agent-$name" --stop-grace 5 >"$state/agent-$name.log" 2>&1 &
+    "${platforms[@]}" --work-dir "$state/agent-$name" --stop-grace 5 --metrics-port "$metrics_port" \
+    >"$state/agent-$name.log" 2>&1 &
   pids+=($!)
 }
-start_agent mac-mini-1 2 ios android
-start_agent linux-1 1 android
+start_agent mac-mini-1 9091 2 ios android
+start_agent linux-1 9093 1 android  # 9092 is the artifact service's
 
 url="http://127.0.0.1:$port/sample-app.tgz"
 for build in "sample-ios-1 ios production" "sample-android-1 android preview" "sample-android-2 android production"; do

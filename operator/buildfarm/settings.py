@@ -45,11 +45,13 @@ _SHOWN_MAX: Final = 80
 # A name ending in `*` stands for every variable it starts with. Keep this the one list of them.
 FOREIGN_VARIABLES: Final[Mapping[str, str]] = {
     "BUILDFARM_AGENT_*": "the worker agent",
+    "BUILDFARM_ARTIFACTS_*": "the artifact service",
     "BUILDFARM_TEST_*": "the test suite (tests/conftest.py, hack/stress.sh)",
     "BUILDFARM_ETCD": "dev tooling: the etcd binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_KUBE_APISERVER": "dev tooling: the kube-apiserver binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_KUBECTL": "dev tooling: the kubectl binary (buildfarm/dev/binaries.py)",
     "BUILDFARM_CACHE_DIR": "dev tooling: where hack/build-kube-apiserver.sh caches binaries",
+    "BUILDFARM_LOG_FORMAT": "every buildfarm command: text or json logs (`buildfarm --log-format`)",
 }
 # How alike a misspelling and a setting must be (difflib's ratio) to suggest the setting.
 _SUGGEST_CUTOFF: Final = 0.6
@@ -101,6 +103,10 @@ def _seconds(default: float, *, ge: float, le: float, description: str) -> Any:
 seconds_field = _seconds  # for the settings of other commands (the agent's)
 
 
+# kopf stores peering priorities as JSON numbers; stay within what any reader keeps exact.
+PEERING_PRIORITY_MAX = 2**31 - 1
+
+
 class OperatorSettings(BaseSettings):
     """How the operator connects to Kubernetes and how long anything may take.
 
@@ -139,6 +145,31 @@ class OperatorSettings(BaseSettings):
     standalone: bool = Field(
         default=False,
         description="Run without kopf peering, i.e. without coordinating with other operator replicas.",
+    )
+    peering_name: str = Field(
+        default="default",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="The name of kopf's peering object (a ClusterKopfPeering, or a KopfPeering in each "
+        "served namespace) in which replicas of one installation see each other. Another installation in "
+        "the same cluster uses another name (the chart uses its release's full name).",
+    )
+    peering_priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=PEERING_PRIORITY_MAX,
+        description="This replica's kopf peering priority: of the replicas that peer, the one with the "
+        "highest works and the others wait. Unset: a random one, chosen at start, so that replicas started "
+        "alike do not tie (kopf pauses every replica of a tie).",
+    )
+    peering_lifetime_seconds: int = _seconds(
+        20,
+        ge=15,
+        le=600,
+        description="How long a replica counts as alive in the peering object after its last keep-alive "
+        "(kopf renews it every lifetime minus 5 to 10 s). A killed replica's standby takes over once it "
+        "expires; one stopped with SIGTERM hands over at once.",
     )
     request_timeout: float = _seconds(
         10.0, ge=0.5, le=300, description="The longest any single Kubernetes API call may take, in seconds."
@@ -218,6 +249,13 @@ class OperatorSettings(BaseSettings):
         pattern=r"^https?://[^/\s]+(/\S*)?$",
         description="Serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz (the Helm "
         "chart's probes ask it); unset: no endpoint.",
+    )
+    metrics_port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://0.0.0.0:<port>/metrics (see docs/metrics.md); "
+        "0: no endpoint.",
     )
     artifact_signing_key: Secret32 | None = Field(
         default=None,

@@ -17,14 +17,21 @@ from tests.support.chart import CHART, Helm, HelmFailed, find, kinds
 CRD_DIR = CHART.parent.parent / "crds"
 
 
+def operator_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-operator")
+    ]
+    return deployment
+
+
 def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    deployment = find(objects, "Deployment")
+    deployment = operator_deployment(objects)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return container
 
 
 def env(container: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container["env"]}
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
 def test_lint_is_clean(helm: Helm) -> None:
@@ -43,20 +50,29 @@ def test_generated_files_match_their_sources() -> None:
 def test_defaults_render_every_part(helm: Helm) -> None:
     objects = helm.template()
     assert kinds(objects) == [
-        ("ClusterKopfPeering", "default"),
+        ("ClusterKopfPeering", "buildfarm"),
         ("ClusterRole", "buildfarm-agent"),
+        ("ClusterRole", "buildfarm-artifacts"),
         ("ClusterRole", "buildfarm-edit"),
         ("ClusterRole", "buildfarm-operator"),
         ("ClusterRole", "buildfarm-view"),
+        ("ClusterRoleBinding", "buildfarm-artifacts"),
         ("ClusterRoleBinding", "buildfarm-operator"),
+        ("ConfigMap", "buildfarm-artifacts-ca"),
         ("CustomResourceDefinition", "builds.buildfarm.dev"),
         ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
         ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
         ("CustomResourceDefinition", "workers.buildfarm.dev"),
+        ("Deployment", "buildfarm-artifacts"),
         ("Deployment", "buildfarm-operator"),
+        ("PersistentVolumeClaim", "buildfarm-artifacts"),
         ("Role", "buildfarm-agent"),
         ("Role", "buildfarm-operator"),
+        ("RoleBinding", "buildfarm-artifacts-authentication-reader"),
         ("RoleBinding", "buildfarm-operator"),
+        ("Secret", "buildfarm-artifacts-tls"),
+        ("Service", "buildfarm-artifacts"),
+        ("ServiceAccount", "buildfarm-artifacts"),
         ("ServiceAccount", "buildfarm-operator"),
         ("ValidatingAdmissionPolicy", "buildfarm-agents"),
         ("ValidatingAdmissionPolicyBinding", "buildfarm-agents"),
@@ -72,11 +88,11 @@ def test_defaults_render_every_part(helm: Helm) -> None:
 
 def test_operator_pod_is_locked_down(helm: Helm) -> None:
     objects = helm.template()
-    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = operator_deployment(objects)["spec"]["template"]["spec"]
     container = operator_container(objects)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["automountServiceAccountToken"] is True
-    assert find(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert all(o["automountServiceAccountToken"] is False for o in objects if o["kind"] == "ServiceAccount")
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -151,7 +167,8 @@ def test_user_roles_never_write_status(helm: Helm) -> None:
     assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
     assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
-    assert [r["resources"] for r in edit["rules"]] == [["builds"]]
+    assert [r["resources"] for r in edit["rules"]] == [["builds"], ["builds/log", "builds/artifacts"]]
+    assert edit["rules"][1]["verbs"] == ["get"]
     assert {"create", "patch"} <= set(edit["rules"][0]["verbs"])
     off = helm.template({"rbac.aggregateToDefaultRoles": False})
     assert not any(
@@ -207,7 +224,7 @@ def test_custom_names(helm: Helm) -> None:
         "request.userInfo.username.startsWith('system:serviceaccount:macs:worker-')"
     )
     assert find(objects, "Role", "farm-agent")["metadata"]["namespace"] == "macs"
-    assert find(objects, "ClusterRoleBinding")["subjects"] == [
+    assert find(objects, "ClusterRoleBinding", "farm-operator")["subjects"] == [
         {"kind": "ServiceAccount", "name": "op", "namespace": "ops"}
     ]
     assert env(operator_container(objects))["BUILDFARM_FARM_NAMESPACE"] == "macs"
@@ -232,9 +249,20 @@ def test_settings_become_environment_variables(helm: Helm) -> None:
 def test_settings_keys_are_the_operator_settings() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     allowed = schema["properties"]["operator"]["properties"]["settings"]["propertyNames"]["enum"]
-    chart_owned = {"kubeconfig", "context", "namespaces", "standalone", "farm_namespace", "liveness_endpoint"}
+    chart_owned = {
+        "kubeconfig",
+        "context",
+        "namespaces",
+        "standalone",
+        "farm_namespace",
+        "liveness_endpoint",
+        "peering_name",
+    }
+    chart_owned |= {"metrics_port"}  # the chart's metrics Service and ServiceMonitor must agree with it
     secret = {"artifact_signing_key"}  # never a plain value: it will come from a Secret
-    assert sorted(allowed) == sorted(set(OperatorSettings.model_fields) - chart_owned - secret)
+    # One value for every replica would tie them, and kopf pauses every replica of a tie.
+    per_replica = {"peering_priority"}
+    assert sorted(allowed) == sorted(set(OperatorSettings.model_fields) - chart_owned - secret - per_replica)
 
 
 def test_policy_guards_every_operator_field_of_worker_status() -> None:
@@ -277,7 +305,8 @@ def test_notes_say_how_to_add_the_first_mac(helm: Helm, tmp_path: Path) -> None:
     notes = helm.notes(tmp_path)
     assert "buildfarm worker add mac-mini-1" in notes
     assert "--farm-namespace buildfarm-system --agent-role buildfarm-agent" in notes
-    assert "artifact service" in notes
+    assert "BUILDFARM_ARTIFACTS_URL=https://buildfarm-artifacts.buildfarm-system.svc:8443" in notes
+    assert "buildfarm submit" in notes
     assert "WARNING" in helm.notes(tmp_path, {"agentPolicy.enabled": False})
 
 

@@ -70,6 +70,7 @@ class Tilt:
         objects: Any = (),
         resource_deps: Any = (),
         labels: Any = (),
+        port_forwards: Any = (),
     ) -> None:
         name = new_name or workload
         assert name not in self.resources, f"resource {name} declared twice"
@@ -78,6 +79,7 @@ class Tilt:
             "objects": list(objects),
             "deps": list(resource_deps),
             "labels": list(labels),
+            "port_forwards": list(port_forwards),
         }
 
     def local_resource(
@@ -88,11 +90,13 @@ class Tilt:
         deps: Any = (),
         resource_deps: Any = (),
         labels: Any = (),
+        serve_env: Any = None,
     ) -> None:
         assert name not in self.local, f"local_resource {name} declared twice"
         self.local[name] = {
             "cmd": cmd,
             "serve_cmd": serve_cmd,
+            "serve_env": dict(serve_env or {}),
             "deps": list(resource_deps),
             "labels": list(labels),
         }
@@ -163,7 +167,9 @@ def test_deploys_the_chart_itself(tilt: Tilt) -> None:
     assert call["chart"] == "charts/buildfarm"
     assert (ROOT / call["chart"] / "Chart.yaml").is_file()
     assert tilt.namespaces == [call["namespace"]] == ["buildfarm-system"]
-    (deployment,) = [o for o in tilt.objects if o["kind"] == "Deployment"]
+    (deployment,) = [
+        o for o in tilt.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "buildfarm-operator"
+    ]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "buildfarm-operator:dev"  # Tilt swaps in the image it built
     assert container["args"] == ["operator", "--standalone", "--verbose"]
@@ -171,6 +177,12 @@ def test_deploys_the_chart_itself(tilt: Tilt) -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     kinds = {o["kind"] for o in tilt.objects}
     assert {"CustomResourceDefinition", "ValidatingAdmissionPolicy", "ClusterRole", "Build"} <= kinds
+
+
+def services_of(objects: list[dict[str, Any]], workload: str) -> list[dict[str, Any]]:
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == workload]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return [o for o in objects if o["kind"] == "Service" and o["spec"]["selector"].items() <= labels.items()]
 
 
 def test_every_object_belongs_to_one_resource(tilt: Tilt) -> None:
@@ -181,6 +193,8 @@ def test_every_object_belongs_to_one_resource(tilt: Tilt) -> None:
         if resource["workload"]:
             assert f"{resource['workload']}:deployment" in deployed, name
             claimed.append(f"{resource['workload']}:deployment")
+            # Tilt groups a Service with the workload whose pods it selects.
+            claimed += [selector(o) for o in services_of(tilt.objects, resource["workload"])]
         for wanted in resource["objects"]:
             assert wanted in deployed, f"{name} claims {wanted}, which is not deployed"
         claimed += resource["objects"]
@@ -225,7 +239,11 @@ def test_two_local_agents_with_their_own_identities(tilt: Tilt) -> None:
         assert f"worker add {worker} " in identity["cmd"]
         assert f"--output-kubeconfig {flags['--kubeconfig']}" in identity["cmd"]
         assert "--context kind-buildfarm" in identity["cmd"]
-        assert agent["deps"] == [f"identity-{worker}", "buildfarm-operator"]
+        assert agent["deps"] == [f"identity-{worker}", "buildfarm-operator", "artifacts-ca"]
+        assert agent["serve_env"] == {
+            "BUILDFARM_ARTIFACTS_URL": "https://localhost:8443",
+            "BUILDFARM_ARTIFACTS_CA": ".tilt/artifacts-ca.crt",
+        }
         assert (ROOT / flags["--command"].split()[1]).is_file(), "the fake eas build the agents run"
 
 

@@ -38,7 +38,7 @@ def operator_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of the command: no BUILDFARM_*, KUBECONFIG or in-cluster variables of this shell."""
     dropped = ("BUILDFARM_", "KUBECONFIG", "KUBERNETES_SERVICE_")
     env = {name: value for name, value in os.environ.items() if not name.upper().startswith(dropped)}
-    return env | {"HOME": str(home)} | extra
+    return env | {"HOME": str(home), "BUILDFARM_METRICS_PORT": "0"} | extra
 
 
 def run_operator(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -80,17 +80,27 @@ class AgentFarm:
             "kill_grace_seconds": 1,
             "stop_grace_seconds": 30,
             "capabilities_interval_seconds": 600,
+            "metrics_port": 0,  # agents of parallel tests would share the default port
         }
         merged = defaults | settings
         return {f"BUILDFARM_AGENT_{k.upper()}": str(v) for k, v in merged.items() if v is not None}
 
     @contextmanager
     def agent(
-        self, short: str = "mac", *args: str, path: str | None = None, **settings: Any
+        self,
+        short: str = "mac",
+        *args: str,
+        path: str | None = None,
+        env: dict[str, str] | None = None,
+        **settings: Any,
     ) -> Iterator[Agent]:
-        """Run `buildfarm agent` with BUILDFARM_AGENT_* from `settings`; `path` is the agent's PATH."""
-        env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("BUILDFARM_", "KUBECONFIG"))}
-        env |= {"KUBECONFIG": self.kubeconfig, **self.settings_env(short, **settings)}
+        """Run `buildfarm agent` with BUILDFARM_AGENT_* from `settings`; `path` is the agent's PATH, `env`
+        more variables (e.g. BUILDFARM_LOG_FORMAT)."""
+        environ = {
+            k: v for k, v in os.environ.items() if not k.upper().startswith(("BUILDFARM_", "KUBECONFIG"))
+        }
+        environ |= {"KUBECONFIG": self.kubeconfig, **self.settings_env(short, **settings), **(env or {})}
+        env = environ
         if path is not None:
             env["PATH"] = path
         worker = self.worker_name(short)

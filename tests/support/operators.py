@@ -23,12 +23,15 @@ def operator_process(
     log_path: Path,
     *args: str,
     env: dict[str, str] | None = None,
+    standalone: bool = True,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run one operator until the block ends; its log goes to `log_path` (shown on failures)."""
-    environ = {**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})}
+    """Run one operator until the block ends; its log goes to `log_path` (shown on failures). Without
+    `standalone` it peers with other operators through kopf's peering object, as the chart's replicas do."""
+    # No metrics endpoint unless a test asks for one: operators of parallel tests would share the default.
+    environ = {**os.environ, "KUBECONFIG": str(kubeconfig), "BUILDFARM_METRICS_PORT": "0", **(env or {})}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*buildfarm_command(), "operator", "--standalone", *args],
+            [*buildfarm_command(), "operator", *(["--standalone"] if standalone else []), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environ,

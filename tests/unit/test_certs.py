@@ -92,6 +92,11 @@ def test_written_private_keys_are_owner_only(generated: certs.ControlPlaneCerts,
 
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "pki").iterdir()}
 
-    private = {files.serving_key.name, files.admin_key.name, files.service_account_key.name}
+    private = {
+        files.ca_key.name,
+        files.serving_key.name,
+        files.admin_key.name,
+        files.service_account_key.name,
+    }
     assert {name: mode for name, mode in modes.items() if name in private} == dict.fromkeys(private, 0o600)
     assert files.ca_cert.read_bytes() == generated.ca.cert_pem

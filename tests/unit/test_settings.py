@@ -404,3 +404,18 @@ def test_configure_kopf_applies_timeouts_peering_and_storage() -> None:
     assert isinstance(progress, RetriesOnlyProgressStorage)
     assert progress.prefix == "buildfarm.dev"
     assert isinstance(diffbase, NoDiffBaseStorage)
+
+
+def test_replicas_peer_with_distinct_priorities_unless_one_is_given() -> None:
+    """kopf pauses every replica when two share the highest priority, so each start picks its own."""
+    priorities = set()
+    for _ in range(20):
+        kopf_settings = kopf.OperatorSettings()
+        configure_kopf(kopf_settings, load_settings())
+        priorities.add(kopf_settings.peering.priority)
+        assert kopf_settings.peering.lifetime == 20
+    assert len(priorities) == 20
+
+    kopf_settings = kopf.OperatorSettings()
+    configure_kopf(kopf_settings, load_settings(peering_priority=7, peering_lifetime_seconds=30))
+    assert (kopf_settings.peering.priority, kopf_settings.peering.lifetime) == (7, 30)

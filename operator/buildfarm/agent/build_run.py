@@ -19,11 +19,13 @@ from buildfarm.agent.logs import BuildLog
 from buildfarm.agent.process import Processes, Stopped
 from buildfarm.agent.settings import AgentSettings
 from buildfarm.agent.sources import SourceError, git_env
-from buildfarm.api.builds import Build, BuildPhase, BuildStatus
+from buildfarm.api.builds import TERMINAL_PHASES, Build, BuildPhase, BuildStatus
 from buildfarm.domain import runs
 from buildfarm.domain.fencing import Token
 from buildfarm.errors import TransientError
 from buildfarm.kube.gateway import Gateway
+from buildfarm.telemetry import agent as metrics
+from buildfarm.telemetry import logs
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,14 @@ class BuildRun:
     # The run
 
     def _main(self) -> None:
+        # Every line this thread logs (the run, its writes, its processes) is about this build.
+        token = self.token
+        with logs.context(
+            namespace=self.build.namespace, name=self.build.name, attempt=token.attempt, worker=token.worker
+        ):
+            self._main_in_context()
+
+    def _main_in_context(self) -> None:
         try:
             self._run()
         except Lost as lost:
@@ -116,6 +126,7 @@ class BuildRun:
     def _run(self) -> None:
         started = self.writer.write(self._start)
         if started.status.phase == BuildPhase.CANCELLED:
+            metrics.BUILDS.labels(str(BuildPhase.CANCELLED)).inc()
             log.info("Cancelled %s before it started.", self.key)
             return
         log.info("Started %s (attempt %d).", self.key, self.token.attempt)
@@ -212,14 +223,18 @@ class BuildRun:
             message = runs.exit_message(outcome.exit_code, tail)
             change = lambda b: runs.failed(b, runs.BUILD_FAILED, message, tail, now())  # noqa: E731
         elif isinstance(outcome, SourceError):
+            metrics.EXECUTOR_FAILURES.labels(SOURCE_UNAVAILABLE).inc()
             change = lambda b: runs.failed(b, SOURCE_UNAVAILABLE, str(outcome), tail, now())  # noqa: E731
         elif isinstance(outcome, Stopped):
             raise Lost(f"build {self.key} stopped without a reason")  # not reachable: a stop has a why
         else:
+            metrics.EXECUTOR_FAILURES.labels(AGENT_ERROR).inc()
             text = f"The worker could not run the build: {type(outcome).__name__}: {outcome}"
             change = lambda b: runs.failed(b, AGENT_ERROR, text, tail, now())  # noqa: E731
         final = self.writer.write_until_done(change, give_up_after=FINAL_WRITE_PATIENCE)
         if final is not None:
+            if final.status.phase in TERMINAL_PHASES:
+                metrics.BUILDS.labels(str(final.status.phase)).inc()
             log.info("Reported %s: %s (%s).", self.key, final.status.phase, final.status.reason)
 
     def _env(self) -> dict[str, str]:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from buildfarm.errors import BuildfarmError, Conflict, NotFound, PermanentError
 from buildfarm.kube.leases import Lease, Leases
+from buildfarm.telemetry import agent as metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ class Heartbeat:
     def beat(self) -> bool:
         """Create or renew the Lease once; False (and logged) if that failed."""
         try:
-            self._lease = self._renew()
+            with metrics.LEASE_RENEW_SECONDS.time():
+                self._lease = self._renew()
         except BuildfarmError as error:
+            metrics.LEASE_RENEW_FAILURES.inc()
             if not self._failing:
                 log.warning("Could not renew lease %s/%s: %s", self.namespace, self.name, error)
             self._failing = True

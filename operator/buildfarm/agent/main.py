@@ -25,6 +25,7 @@ from buildfarm.kube.agent_gateway import AgentGateway
 from buildfarm.kube.client import request_timeout
 from buildfarm.kube.gateway import Gateway
 from buildfarm.kube.leases import Leases
+from buildfarm.telemetry import agent as metrics
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateways make the calls
@@ -83,6 +84,7 @@ class Agent:
         supervisor = Supervisor(
             settings, self.gateway, self.agent_gateway, self.executor, utcnow, worker.spec.capacity
         )
+        metrics.watch_slots(lambda: len(supervisor.runs), lambda: supervisor.capacity)
         supervisor.start()
         log.info(
             "Agent of worker %s is running (%s executor, capacity %d).",

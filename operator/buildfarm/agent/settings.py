@@ -92,6 +92,13 @@ class AgentSettings(BaseSettings):
         5.0, ge=0.1, le=60, description="The longest opening a connection may take, in seconds."
     )
 
+    metrics_port: int = Field(
+        default=9091,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://0.0.0.0:<port>/metrics; 0: no endpoint.",
+    )
+
     # The Worker spec used when the agent creates its Worker
     platforms: Annotated[list[Platform], NoDecode] = Field(
         default_factory=_default_platforms,

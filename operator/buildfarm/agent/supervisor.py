@@ -21,6 +21,7 @@ from buildfarm.domain.fencing import Action, Token, decide
 from buildfarm.errors import BuildfarmError, NotFound
 from buildfarm.kube.agent_gateway import AgentGateway
 from buildfarm.kube.gateway import Gateway
+from buildfarm.telemetry.logs import about_build
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +182,19 @@ class Supervisor:
     ) -> None:
         """A fenced write to a build this agent does not run, made only while it is still in `phase`."""
         writer = FencedWriter(self.gateway, build.namespace, build.name, Token.of(build))
+        about = about_build(build)
         try:
             writer.write(lambda b: change(b) if b.status.phase == phase else None)
-            log.info("Build %s/%s %s.", build.namespace, build.name, what)
+            log.info("Build %s/%s %s.", build.namespace, build.name, what, extra=about)
         except Lost as lost:
-            log.info("Left build %s/%s alone: %s", build.namespace, build.name, lost)
+            log.info("Left build %s/%s alone: %s", build.namespace, build.name, lost, extra=about)
         except BuildfarmError as error:
             log.warning(
                 "Could not write build %s/%s (next relist tries again): %s",
                 build.namespace,
                 build.name,
                 error,
+                extra=about,
             )
 
     def _hand_back(self, build: Build) -> None:
@@ -222,7 +225,7 @@ class Supervisor:
         with self._lock:
             remaining = list(self.runs.values())
         for run in remaining:
-            log.info("Handing back %s.", run.key)
+            log.info("Handing back %s.", run.key, extra=about_build(run.build))
             run.request_stop(Why.HANDBACK)
         for run in remaining:
             run.join()

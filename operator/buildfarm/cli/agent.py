@@ -14,11 +14,13 @@ import click
 import urllib3
 
 from buildfarm.agent.settings import ENV_PREFIX, AgentSettings
+from buildfarm.cli import logformat
 from buildfarm.cli.errors import StartupError, settings_from
 from buildfarm.errors import BuildfarmError
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.preflight import PreflightError, preflight_agent
 from buildfarm.settings import env_var
+from buildfarm.telemetry import exporter, logs
 
 _FLAGS: Final = {
     "worker_name": "--worker-name",
@@ -33,6 +35,7 @@ _FLAGS: Final = {
     "work_dir": "--work-dir",
     "tart_image": "--tart-image",
     "stop_grace_seconds": "--stop-grace",
+    "metrics_port": "--metrics-port",
 }
 
 
@@ -84,6 +87,11 @@ def _env(field: str) -> str:
     metavar="SECONDS",
     help=f"On SIGTERM, how long running builds may finish. [env: {_env('stop_grace_seconds')}; default: 600]",
 )
+@click.option(
+    "--metrics-port",
+    metavar="PORT",
+    help=f"Serve Prometheus metrics on this port (0: off). [env: {_env('metrics_port')}; default: 9091]",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages too.")
 def agent_command(
     worker_name: str | None,
@@ -98,6 +106,7 @@ def agent_command(
     work_dir: Path | None,
     tart_image: str | None,
     stop_grace: str | None,
+    metrics_port: str | None,
     verbose: bool,
 ) -> None:
     """Run the worker agent of this machine: register its Worker, renew its Lease, and run the Builds
@@ -116,6 +125,7 @@ def agent_command(
         "work_dir": work_dir,
         "tart_image": tart_image,
         "stop_grace_seconds": stop_grace,
+        "metrics_port": metrics_port,
     }
     settings = settings_from(AgentSettings, flags, _FLAGS)
 
@@ -135,11 +145,21 @@ def agent_command(
 
         from buildfarm.agent.main import run
 
-        logging.basicConfig(
+        setting = _FLAGS["metrics_port"] if metrics_port is not None else _env("metrics_port")
+        try:
+            metrics = exporter.serve("agent", settings.metrics_port, setting=setting)
+        except exporter.MetricsPortError as error:
+            raise StartupError(str(error)) from None
+        # Every line of the agent is about its worker: in json, each carries it.
+        logs.configure(
+            logformat.chosen(),
             level=logging.DEBUG if verbose else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            text_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            fields={"worker": settings.worker_name},
         )
         try:
             run(settings, api_client, lease_client)
         except BuildfarmError as error:
             raise StartupError(f"the agent cannot run: {error.message}") from None
+        finally:
+            exporter.stop(metrics)

@@ -13,10 +13,12 @@ from typing import Any, Final
 import click
 import urllib3
 
+from buildfarm.cli import logformat
 from buildfarm.cli.errors import BadSettingsError, StartupError, settings_from
 from buildfarm.kube import client as kube_client
 from buildfarm.kube.preflight import PreflightError, preflight
 from buildfarm.settings import OperatorSettings, env_var
+from buildfarm.telemetry import exporter
 
 # The flag that sets each setting, to name it in error messages instead of its environment variable.
 _FLAGS: Final = {
@@ -27,6 +29,7 @@ _FLAGS: Final = {
     "request_timeout": "--request-timeout",
     "handler_timeout": "--handler-timeout",
     "liveness_endpoint": "--liveness",
+    "metrics_port": "--metrics-port",
 }
 
 
@@ -80,6 +83,11 @@ def _named(field: str, given: dict[str, Any]) -> str:
     help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz. "
     f"[env: {env_var('liveness_endpoint')}]",
 )
+@click.option(
+    "--metrics-port",
+    metavar="PORT",
+    help=f"Serve Prometheus metrics on this port (0: off). [env: {env_var('metrics_port')}; default: 9090]",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages too.")
 def operator_command(
     kubeconfig: Path | None,
@@ -90,6 +98,7 @@ def operator_command(
     request_timeout: str | None,
     handler_timeout: str | None,
     liveness_endpoint: str | None,
+    metrics_port: str | None,
     verbose: bool,
 ) -> None:
     """Run the operator: assign Builds to Workers until stopped (Ctrl-C or SIGTERM).
@@ -109,6 +118,7 @@ def operator_command(
         "request_timeout": request_timeout,
         "handler_timeout": handler_timeout,
         "liveness_endpoint": liveness_endpoint,
+        "metrics_port": metrics_port,
     }
     given = {name: value for name, value in flags.items() if value is not None}
     settings = settings_from(OperatorSettings, flags, _FLAGS)
@@ -137,8 +147,15 @@ def operator_command(
         from buildfarm.operator.config import configure_logging
         from buildfarm.operator.runner import run
 
-        configure_logging(verbose=verbose)
+        try:
+            metrics = exporter.serve("operator", settings.metrics_port, setting=_named("metrics_port", given))
+        except exporter.MetricsPortError as error:
+            raise StartupError(str(error)) from None
+        configure_logging(verbose=verbose, log_format=logformat.chosen())
         for caution in cautions:
             # Logged, not printed: it belongs with the operator's log, where it is looked for later.
             logging.getLogger("buildfarm.startup").warning(caution)
-        run(settings, api_client)
+        try:
+            run(settings, api_client)
+        finally:
+            exporter.stop(metrics)

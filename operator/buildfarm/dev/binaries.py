@@ -19,6 +19,8 @@ ETCD_ENV: Final = "BUILDFARM_ETCD"
 KUBE_APISERVER_ENV: Final = "BUILDFARM_KUBE_APISERVER"
 KUBECTL_ENV: Final = "BUILDFARM_KUBECTL"
 HELM_ENV: Final = "BUILDFARM_HELM"
+# Under BUILDFARM_TEST_: only the tests and the S3 benchmark run it, never the operator.
+S3_SERVER_ENV: Final = "BUILDFARM_TEST_S3_SERVER"
 
 # The first build compiles kube-apiserver (or helm) from source; later runs only print the cached path.
 BUILD_TIMEOUT_SECONDS: Final = 30 * 60
@@ -84,6 +86,11 @@ def kube_apiserver() -> Path:
 
 def helm() -> Path:
     return _built("helm", HELM_ENV, "build-helm.sh")
+
+
+def s3_server() -> Path:
+    """versitygw, the S3-compatible server the S3 artifact backend is tested against."""
+    return _built("versitygw", S3_SERVER_ENV, "build-s3-server.sh")
 
 
 def _built(name: str, env: str, script_name: str) -> Path:

@@ -42,6 +42,7 @@ class ControlPlaneCerts:
 @dataclass(frozen=True)
 class CertFiles:
     ca_cert: Path
+    ca_key: Path  # kept: tests issue client certificates the API server and artifact service trust
     serving_cert: Path
     serving_key: Path
     admin_cert: Path
@@ -53,6 +54,7 @@ class CertFiles:
     def in_directory(cls, directory: Path) -> Self:
         return cls(
             ca_cert=directory / "ca.crt",
+            ca_key=directory / "ca.key",
             serving_cert=directory / "apiserver.crt",
             serving_key=directory / "apiserver.key",
             admin_cert=directory / "admin.crt",
@@ -109,11 +111,37 @@ def generate(
     )
 
 
+def client_cert(
+    ca: KeyPair,
+    user: str,
+    groups: Sequence[str] = (),
+    validity: datetime.timedelta = DEFAULT_VALIDITY,
+) -> KeyPair:
+    """A client certificate for `user` (CN) in `groups` (O), signed by `ca`: the API server, and anything
+    trusting its client CA, knows the bearer as that user."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = _new_key()
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
+    subject = x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, user)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        _builder(subject, ca_cert.subject, key.public_key(), now, validity)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return KeyPair(_cert_pem(cert), _key_pem(key))
+
+
 def write(certs: ControlPlaneCerts, directory: Path) -> CertFiles:
     """Writes the PEM files kube-apiserver reads; private keys are readable by the owner only."""
     directory.mkdir(parents=True, exist_ok=True)
     files = CertFiles.in_directory(directory)
     write_file(files.ca_cert, certs.ca.cert_pem)
+    write_file(files.ca_key, certs.ca.key_pem, private=True)
     write_file(files.serving_cert, certs.serving.cert_pem)
     write_file(files.serving_key, certs.serving.key_pem, private=True)
     write_file(files.admin_cert, certs.admin.cert_pem)

@@ -13,10 +13,11 @@ from typing import Any, Final
 import yaml
 
 from buildfarm.api.crds import rendered_crds
-from buildfarm.kube.permissions import PERMISSIONS
+from buildfarm.kube.permissions import ARTIFACT_SERVICE_PERMISSIONS, PERMISSIONS, Permission
 
 CHART_DIR: Final = Path("charts") / "buildfarm"
 PERMISSIONS_FILE: Final = Path("files") / "operator-permissions.yaml"
+ARTIFACT_PERMISSIONS_FILE: Final = Path("files") / "artifacts-permissions.yaml"
 CRD_DIR: Final = Path("files") / "crds"
 
 _HEADER: Final = (
@@ -25,7 +26,13 @@ _HEADER: Final = (
 )
 
 
-def permissions_yaml() -> str:
+_ARTIFACT_HEADER: Final = (
+    "# Generated from operator/buildfarm/kube/permissions.py by `buildfarm dev crds`; do not edit by hand.\n"
+    "# The artifact service's rights (ARTIFACT_SERVICE_PERMISSIONS), for its ClusterRole.\n"
+)
+
+
+def permissions_yaml(table: tuple[Permission, ...] = PERMISSIONS, header: str = _HEADER) -> str:
     rows = [
         {
             "group": p.group,
@@ -35,15 +42,16 @@ def permissions_yaml() -> str:
             "inFarmNamespace": p.in_farm_namespace,
             "why": p.why,
         }
-        for p in PERMISSIONS
+        for p in table
     ]
-    return _HEADER + yaml.safe_dump({"permissions": rows}, sort_keys=False, width=100)
+    return header + yaml.safe_dump({"permissions": rows}, sort_keys=False, width=100)
 
 
 def rendered_files(chart: Path) -> dict[Path, str]:
     """Each generated file of the chart, relative to the chart directory, and its content."""
     files = {CRD_DIR / name: text for name, text in rendered_crds().items()}
     files[PERMISSIONS_FILE] = permissions_yaml()
+    files[ARTIFACT_PERMISSIONS_FILE] = permissions_yaml(ARTIFACT_SERVICE_PERMISSIONS, _ARTIFACT_HEADER)
     readme = chart / README
     if readme.is_file() and (chart / "values.yaml").is_file():
         files[README] = with_values_table(readme.read_text(), (chart / "values.yaml").read_text())

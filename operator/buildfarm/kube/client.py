@@ -14,6 +14,7 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
 from buildfarm.settings import env_var
+from buildfarm.telemetry import kube as kube_metrics
 
 DEFAULT_KUBECONFIG: Final = Path("~/.kube/config")
 IN_CLUSTER_ENV: Final = "KUBERNETES_SERVICE_HOST"
@@ -71,7 +72,18 @@ def make_api_client(settings: ClientSettings, *, kubeconfig_source: str | None =
     # scheduler runs up to a dozen steps in parallel), so no call opens and drops its own TLS connection.
     # The client's default (5 per CPU) is smaller than that on a small machine.
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
-    return ApiClient(configuration)
+    return MeasuredApiClient(configuration)
+
+
+class MeasuredApiClient(ApiClient):
+    """An ApiClient that times and counts every call (buildfarm_kube_api_request_*): every gateway
+    method, typed or not, ends in call_api, so this one place sees them all."""
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        with kube_metrics.measured(method, url) as call:
+            response = super().call_api(method, url, *args, **kwargs)
+            call.answered(response.status)
+        return response
 
 
 def _load_kubeconfig(

@@ -186,6 +186,54 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
 )
 
 
+# The artifact service (`buildfarm artifacts serve`, its own ServiceAccount): reads only. The chart renders
+# these rows as the service's ClusterRole (files/artifacts-permissions.yaml); it never writes to the API
+# (retention sweeps storage by uid instead of holding a finalizer, see artifacts/retention.py).
+ARTIFACT_SERVICE_PERMISSIONS: Final[tuple[Permission, ...]] = (
+    Permission(
+        "authentication.k8s.io",
+        "tokenreviews",
+        ("create",),
+        namespaced=False,
+        why="the service asks the API server whose Bearer token a request carries",
+    ),
+    Permission(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        ("create",),
+        namespaced=False,
+        why="the service asks the API server whether a user may create builds, get builds/artifacts or "
+        "get builds/log",
+    ),
+    Permission(
+        c.GROUP,
+        c.BUILD_PLURAL,
+        ("get", "list"),
+        namespaced=True,
+        why="the service reads a Build's uid, worker, attempt and phase on each request, and lists all "
+        "Builds to delete the files of deleted ones",
+    ),
+    Permission(
+        CORE,
+        "secrets",
+        ("get",),
+        namespaced=True,
+        why="the service hands a Build's credentials Secret (spec.credentials.secretName) to its assigned "
+        "agent, and stores or logs nothing of it",
+    ),
+    Permission(
+        CORE,
+        "configmaps",
+        ("get",),
+        namespaced=True,
+        optional=True,
+        why="in kube-system only: the service reads the client CA of extension-apiserver-authentication to "
+        "accept client certificates (bind the built-in Role extension-apiserver-authentication-reader); "
+        "without it only Bearer tokens are accepted",
+    ),
+)
+
+
 def needed(mode: Mode, *, optional: bool = True) -> tuple[Permission, ...]:
     """The permissions the operator uses when it runs in `mode`; without `optional`, only those it needs."""
     return tuple(p for p in PERMISSIONS if mode.uses(p.when) and (optional or not p.optional))

@@ -32,6 +32,7 @@ from buildfarm.domain.scheduling import (
 )
 from buildfarm.errors import Conflict, NotFound, TransientError
 from buildfarm.kube.gateway import Gateway
+from buildfarm.telemetry.logs import about
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,12 @@ class Assigner:
                 reservation.name,
                 worker_name,
                 exc,
+                extra=about(
+                    namespace=reservation.namespace,
+                    name=reservation.name,
+                    attempt=reservation.attempt,
+                    worker=worker_name,
+                ),
             )
 
     def release_stale(self, worker: Worker, snapshot: Snapshot) -> Worker | None:

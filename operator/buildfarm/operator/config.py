@@ -8,12 +8,14 @@ as the preflight checks did.
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import TYPE_CHECKING, Final
 
 import kopf
 
 from buildfarm import constants as c
-from buildfarm.settings import OperatorSettings
+from buildfarm.settings import PEERING_PRIORITY_MAX, OperatorSettings
+from buildfarm.telemetry import logs
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
@@ -40,6 +42,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     watching.connect_timeout = settings.connect_timeout
 
     kopf_settings.peering.standalone = settings.standalone
+    kopf_settings.peering.name = settings.peering_name
+    kopf_settings.peering.priority = settings.peering_priority or secrets.randbelow(PEERING_PRIORITY_MAX) + 1
+    kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
     # The operator posts its own Events, through the gateway, for what a user should see; kopf posts none
     # (its log lines would become Events only with posting.loggers, which stays off).
     kopf_settings.posting.enabled = False
@@ -98,11 +103,14 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
         return None
 
 
-def configure_logging(*, verbose: bool) -> None:
-    """Kopf's log format on stderr: INFO by default, DEBUG with --verbose. At INFO the operator says one
-    line per decision (queued, assigned, waiting reason changed, requeued); kopf's own per-handler
-    bookkeeping lines, one per watch event, are moved to DEBUG."""
+def configure_logging(*, verbose: bool, log_format: str = "text") -> None:
+    """Kopf's log format on stderr (or one JSON object per line: see telemetry/logs.py): INFO by default,
+    DEBUG with --verbose. At INFO the operator says one line per decision (queued, assigned, waiting
+    reason changed, requeued); kopf's own per-handler bookkeeping lines, one per watch event, are moved
+    to DEBUG."""
     kopf.configure(verbose=verbose)
+    for handler in logging.getLogger().handlers:
+        logs.install(handler, log_format)
     objects = logging.getLogger(KOPF_OBJECTS_LOGGER)
     if not any(isinstance(f, KopfBookkeepingToDebug) for f in objects.filters):
         objects.addFilter(KopfBookkeepingToDebug())

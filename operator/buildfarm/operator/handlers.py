@@ -25,6 +25,7 @@ from buildfarm.operator.health import HealthMonitor
 from buildfarm.operator.scheduler import Scheduler
 from buildfarm.operator.store import Store
 from buildfarm.settings import OperatorSettings
+from buildfarm.telemetry.logs import about
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
@@ -78,13 +79,16 @@ def register(
     # (kopf's on.event takes no timeout); the scheduler bounds each of its steps.
     @on.event(c.GROUP, c.VERSION, c.BUILD_PLURAL, id="watch-builds", registry=registry)
     async def build_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        log.debug("Build event %s for %s/%s", type, body.metadata.namespace, body.metadata.name)
+        namespace, name = body.metadata.namespace, body.metadata.name
+        log.debug(
+            "Build event %s for %s/%s", type, namespace, name, extra=about(namespace=namespace, name=name)
+        )
         store.on_build_event(type, dict(body))
         scheduler.kick()
 
     @on.event(c.GROUP, c.VERSION, c.WORKER_PLURAL, id="watch-workers", registry=registry)
     async def worker_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        log.debug("Worker event %s for %s", type, body.metadata.name)
+        log.debug("Worker event %s for %s", type, body.metadata.name, extra=about(worker=body.metadata.name))
         store.on_worker_event(type, dict(body))
         scheduler.kick()
 

@@ -17,6 +17,7 @@ from buildfarm.domain.health import readiness, should_write
 from buildfarm.errors import BuildfarmError, Conflict, NotFound
 from buildfarm.kube.gateway import Gateway
 from buildfarm.operator.store import Store
+from buildfarm.telemetry.logs import about
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ class HealthMonitor:
             )
         except (Conflict, NotFound):
             return  # the worker changed or went: the next pass judges it again
-        log.info("Worker %s is %s Ready (%s)", worker.name, _word(updated), reason)
+        log.info(
+            "Worker %s is %s Ready (%s)", worker.name, _word(updated), reason, extra=about(worker=worker.name)
+        )
         self.store.observe_worker(updated)
 
 

@@ -11,6 +11,8 @@ from buildfarm.domain import transitions
 from buildfarm.domain.phases import is_terminal
 from buildfarm.errors import BuildfarmError, Conflict, NotFound, TransientError
 from buildfarm.kube.gateway import Gateway
+from buildfarm.telemetry import operator as metrics
+from buildfarm.telemetry.logs import about_build
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +47,26 @@ class Reporter:
             )
         except (Conflict, NotFound):
             return None
-        log.info("Build %s/%s waits: %s: %s", build.namespace, build.name, reason, message)
+        log.info(
+            "Build %s/%s waits: %s: %s",
+            build.namespace,
+            build.name,
+            reason,
+            message,
+            extra=about_build(build),
+        )
         self._event(written, NORMAL, reason, "Schedule", message)
         return written
 
     def assigned(self, build: Build) -> None:
+        metrics.assigned(build)
         log.info(
             "Assigned build %s/%s to worker %s (attempt %d)",
             build.namespace,
             build.name,
             build.status.worker_name,
             build.status.attempt,
+            extra=about_build(build),
         )
         self._event(build, NORMAL, "Assigned", "Assign", build.status.message)
 
@@ -78,7 +89,13 @@ class Reporter:
             except Conflict:
                 build = self.gateway.get_build(build.namespace, build.name)
                 continue
-            log.info("Build %s/%s lost its worker: %s", build.namespace, build.name, written.status.message)
+            log.info(
+                "Build %s/%s lost its worker: %s",
+                build.namespace,
+                build.name,
+                written.status.message,
+                extra=about_build(build),
+            )
             self._event(written, WARNING, status.reason, "Requeue", status.message)
             return
         raise TransientError(f"build {build.namespace}/{build.name} kept changing; will retry")
@@ -126,7 +143,9 @@ class Reporter:
             except Conflict:
                 build = self.gateway.get_build(build.namespace, build.name)
                 continue
-            log.info("Build %s/%s is %s: %s", build.namespace, build.name, phase, reason)
+            log.info(
+                "Build %s/%s is %s: %s", build.namespace, build.name, phase, reason, extra=about_build(build)
+            )
             self._event(written, event_type, reason, str(phase), message)
             return
         raise TransientError(f"build {build.namespace}/{build.name} kept changing; will retry")
@@ -136,7 +155,14 @@ class Reporter:
             self.gateway.post_event(build, type_=type_, reason=reason, action=action, note=note)
         except BuildfarmError as exc:
             # An Event is a courtesy; the status already says the same, so never fail a step for it.
-            log.warning("Could not post event %s for %s/%s: %s", reason, build.namespace, build.name, exc)
+            log.warning(
+                "Could not post event %s for %s/%s: %s",
+                reason,
+                build.namespace,
+                build.name,
+                exc,
+                extra=about_build(build),
+            )
 
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"

@@ -18,6 +18,7 @@ from buildfarm.operator.outcomes import Reporter
 from buildfarm.operator.scheduler import Scheduler
 from buildfarm.operator.store import Store
 from buildfarm.settings import OperatorSettings
+from buildfarm.telemetry import operator as metrics
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
@@ -40,6 +41,8 @@ async def serve(settings: OperatorSettings, api_client: ApiClient) -> None:
     namespaces = frozenset(settings.namespaces) or None
     gateway = Gateway(api_client, request_timeout(settings))
     store = Store(namespaces)
+    # The level gauges come from the cache at each scrape; none until it is complete (see Store.synced).
+    metrics.CACHE.watch(lambda: store.snapshot(utcnow()) if store.synced else None)
     reporter = Reporter(gateway, utcnow)
     admissions = Admissions(gateway, reporter, limit=ADMISSIONS_IN_FLIGHT, timeout=settings.handler_timeout)
     grace = timedelta(seconds=settings.lease_grace_seconds)

@@ -26,6 +26,8 @@ from buildfarm.operator.assignment import WORKER_GONE, Assigner, Result
 from buildfarm.operator.evidence import Evidence
 from buildfarm.operator.outcomes import Reporter
 from buildfarm.operator.store import Store
+from buildfarm.telemetry import operator as metrics
+from buildfarm.telemetry.logs import about_build
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,8 @@ class Scheduler:
         try:
             while True:
                 try:
-                    transient = await self.cycle()
+                    with metrics.SCHEDULING_CYCLE.time():
+                        transient = await self.cycle()
                 except Exception:
                     log.exception("Scheduling cycle failed; retrying after a backoff")
                     transient = True
@@ -291,7 +294,12 @@ class Scheduler:
 
     def _expire(self, build: Build) -> None:
         self.assigner.gateway.delete_build(build)
-        log.info("Deleted build %s/%s: its ttlSecondsAfterFinished passed", build.namespace, build.name)
+        log.info(
+            "Deleted build %s/%s: its ttlSecondsAfterFinished passed",
+            build.namespace,
+            build.name,
+            extra=about_build(build),
+        )
 
     def _release_stale(self, worker: Worker, snapshot: Snapshot) -> None:
         # The cached worker's resourceVersion guards the write; if it is stale the write conflicts and

@@ -14,6 +14,7 @@ from buildfarm.api.builds import Build
 from buildfarm.api.meta import Resource
 from buildfarm.api.workers import Worker
 from buildfarm.domain.scheduling import Snapshot
+from buildfarm.telemetry import operator as metrics
 
 BuildKey = tuple[str, str]
 # Metadata the operator never reads but the API server sends with every object, growing with each writer:
@@ -61,15 +62,20 @@ class Store:
         """Record a build as read from the API (a watch event, a LIST or GET, or the answer to a write)."""
         with self._lock:
             key = (build.namespace, build.name)
-            if build.uid not in self._deleted and _newer(self._builds.get(key), build):
+            previous = self._builds.get(key)
+            if build.uid not in self._deleted and _newer(previous, build):
                 self._builds[key] = _compacted(build)
                 if build.status.phase is not None:
                     self._checked.discard(build.uid)  # admitted: the check is no longer needed
+                # Under the lock: each change is counted once, against the copy it replaced.
+                metrics.build_changed(previous if previous and previous.uid == build.uid else None, build)
 
     def observe_worker(self, worker: Worker) -> None:
         with self._lock:
-            if worker.uid not in self._deleted and _newer(self._workers.get(worker.name), worker):
+            previous = self._workers.get(worker.name)
+            if worker.uid not in self._deleted and _newer(previous, worker):
                 self._workers[worker.name] = _compacted(worker)
+                metrics.worker_changed(previous if previous and previous.uid == worker.uid else None, worker)
 
     def merge_listing(self, builds: list[Build], workers: list[Worker]) -> None:
         """Merge the operator's own initial LIST; from then on the view is complete (see the docstring)."""

@@ -90,6 +90,7 @@ def test_builds_survive_killed_agents_and_operators(
         "BUILDFARM_FARM_NAMESPACE": farm.namespace,
         "BUILDFARM_LEASE_GRACE_SECONDS": "5",
         "BUILDFARM_RESYNC_SECONDS": "2",
+        "BUILDFARM_METRICS_PORT": "0",
     }
     operator_argv = [*buildfarm_command(), "operator", "--standalone", "--namespace", farm.namespace]
     cluster = Cluster(

@@ -252,8 +252,19 @@ def test_install_creates_the_release_objects(release: Release, api_client: clien
     assert container.security_context.read_only_root_filesystem is True
     operator_role = rbac.read_cluster_role(f"{release.fullname}-operator")
     assert operator_role.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
-    for suffix in ("view", "edit", "agent"):
+    for suffix in ("view", "edit", "agent", "artifacts"):
         rbac.read_cluster_role(f"{release.fullname}-{suffix}")
+    reader = rbac.read_namespaced_role_binding(
+        f"{release.fullname}-artifacts-authentication-reader", "kube-system"
+    )
+    assert reader.role_ref.name == "extension-apiserver-authentication-reader"
+    apps = client.AppsV1Api(api_client)
+    assert (
+        apps.read_namespaced_deployment(f"{release.fullname}-artifacts", release.namespace).spec.replicas == 1
+    )
+    core = client.CoreV1Api(api_client)
+    core.read_namespaced_persistent_volume_claim(f"{release.fullname}-artifacts", release.namespace)
+    core.read_namespaced_service(f"{release.fullname}-artifacts", release.namespace)
     rbac.read_namespaced_role(f"{release.fullname}-agent", release.farm)
     rbac.read_namespaced_role(f"{release.fullname}-operator", release.farm)
     admission = client.AdmissionregistrationV1Api(api_client)
@@ -262,9 +273,9 @@ def test_install_creates_the_release_objects(release: Release, api_client: clien
     binding = admission.read_validating_admission_policy_binding(f"{release.fullname}-agents")
     assert binding.spec.validation_actions == ["Deny"]
     peering = client.CustomObjectsApi(api_client).get_cluster_custom_object(
-        "kopf.dev", "v1", "clusterkopfpeerings", "default"
+        "kopf.dev", "v1", "clusterkopfpeerings", release.fullname
     )
-    assert peering["metadata"]["name"] == "default"
+    assert peering["metadata"]["name"] == release.fullname
 
 
 # The policy's type check (status.typeChecking) is written by kube-controller-manager, which does not run
@@ -614,6 +625,7 @@ def test_agent_and_operator_with_the_charts_identities_run_a_build(
         "KUBECONFIG": str(operator_kubeconfig),
         "BUILDFARM_FARM_NAMESPACE": release.farm,
         "BUILDFARM_LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
+        "BUILDFARM_PEERING_NAME": release.fullname,
         "BUILDFARM_RESYNC_SECONDS": "2",
     }
     agent_env = clean | {

@@ -78,6 +78,8 @@ def test_upgrade_and_uninstall_keep_builds_workers_and_crds(
              "spec": {"platform": "ios", "source": {"git": {"url": "https://example.com/app.git"}}}},
         )  # fmt: skip
 
+        tls = f"{fullname}-artifacts-tls"
+        certificate = core_v1.read_namespaced_secret(tls, release_ns, _request_timeout=TIMEOUT).data
         helm.run(
             "upgrade", release, str(CHART), "-n", release_ns,
             *values_args({**values, "operator.verbose": True}), kubeconfig=kubeconfig,
@@ -88,6 +90,8 @@ def test_upgrade_and_uninstall_keep_builds_workers_and_crds(
         assert deployment.spec.template.spec.containers[0].args == ["operator", "--standalone", "--verbose"]
         custom.get_cluster_custom_object(c.GROUP, c.VERSION, c.WORKER_PLURAL, worker)
         custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.BUILD_PLURAL, "kept")
+        # The artifact service's generated certificate is kept: agents and users trust its CA.
+        assert core_v1.read_namespaced_secret(tls, release_ns, _request_timeout=TIMEOUT).data == certificate
 
         out = helm.run("uninstall", release, "-n", release_ns, kubeconfig=kubeconfig)
         assert "kept due to the resource policy" in out
