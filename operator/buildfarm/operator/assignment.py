@@ -114,12 +114,15 @@ class Assigner:
                 if slots or refusal is None:
                     return Reserved(slots, None, refusal)
                 raise refusal
-            # Stale reservations stay: only release_stale drops them, counting the finished builds in
-            # the same write (dropping them here would lose those counts).
+            # Stale reservations go in the same write, and the builds that finished here are counted
+            # in it, as release_stale does: the write is conditional, so each is counted once.
+            succeeded, failed = finished_here(view, snapshot)
             status = worker.status.model_copy(
                 update={
-                    "reservations": [*worker.status.reservations, *new],
+                    "reservations": [*view.live, *new],
                     "active_builds": view.load + len(new),
+                    "builds_succeeded": worker.status.builds_succeeded + succeeded,
+                    "builds_failed": worker.status.builds_failed + failed,
                 }
             )
             try:
