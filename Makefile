@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration stress load chaos bench bench-artifacts demo down crds clean kind-up kind-test kind-down
+.PHONY: setup test lint unit integration stress load chaos bench bench-api bench-artifacts demo down crds clean kind-up kind-test kind-down
 
 $(BIN)/buildfarm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ bench-artifacts-s3: setup ## RSS growth and throughput of a 1 GB upload and down
 
 bench: setup ## Time one scheduling cycle over a large queue (pure logic, no API server)
 	$(BIN)/python hack/bench_scheduler.py
+
+bench-api: setup ## The operator against a real API server: RAW, BACKLOG, LATENCY, WRITES, MEMORY (QUICK=1: small sizes)
+	$(BIN)/python hack/bench_api.py $(BENCH_ARGS)
 
 bench-artifacts: setup ## Stream 1 GB (SIZE_MB=n to change) through the artifact service: throughput and RSS growth vs a file copy
 	$(BIN)/python hack/bench_artifacts.py --size-mb $(or $(SIZE_MB),1024)

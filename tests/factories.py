@@ -22,6 +22,7 @@ def build(
     selector: dict[str, Any] | None = None,
     cancel: bool = False,
     uid: str | None = None,
+    credentials: str | None = None,
 ) -> Build:
     spec: dict[str, Any] = {
         "platform": platform,
@@ -31,6 +32,8 @@ def build(
     }
     if selector is not None:
         spec["workerSelector"] = selector
+    if credentials is not None:
+        spec["credentials"] = {"secretName": credentials}
     status: dict[str, Any] = {"workerName": worker, "attempt": attempt}
     if phase:
         status["phase"] = phase

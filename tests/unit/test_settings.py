@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from buildfarm.dev import binaries
-from buildfarm.operator.config import configure_kopf
+from buildfarm.operator.config import NoDiffBaseStorage, RetriesOnlyProgressStorage, configure_kopf
 from buildfarm.settings import (
     FOREIGN_VARIABLES,
     OperatorSettings,
@@ -401,10 +401,9 @@ def test_configure_kopf_applies_timeouts_peering_and_storage() -> None:
     assert kopf_settings.execution.default_backoff == settings.retry_backoff_seconds
     progress = kopf_settings.persistence.progress_storage
     diffbase = kopf_settings.persistence.diffbase_storage
-    assert isinstance(progress, kopf.AnnotationsProgressStorage)
-    assert isinstance(diffbase, kopf.AnnotationsDiffBaseStorage)
-    assert progress.prefix == diffbase.prefix == "buildfarm.dev"
-    assert diffbase.key == "last-handled-configuration"
+    assert isinstance(progress, RetriesOnlyProgressStorage)
+    assert progress.prefix == "buildfarm.dev"
+    assert isinstance(diffbase, NoDiffBaseStorage)
 
 
 def test_replicas_peer_with_distinct_priorities_unless_one_is_given() -> None:

@@ -49,3 +49,22 @@ def test_a_build_a_read_found_gone_is_forgotten_and_its_uid_remembered() -> None
     store.forget_build(b.namespace, b.name, b.uid)
     snapshot = store.snapshot(T0)
     assert (snapshot.builds, snapshot.deleted) == ([], {b.uid})
+
+
+def test_the_cache_drops_metadata_the_operator_never_reads() -> None:
+    store = Store()
+    body = build("b").model_dump(mode="json", by_alias=True)
+    body["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    body["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+        "buildfarm.dev/retry-of": "a",
+    }
+    store.on_build_event("ADDED", body)
+    store.merge_listing([], [])
+    [cached] = store.snapshot(T0).builds
+    assert "managedFields" not in cached.metadata
+    assert cached.metadata["annotations"] == {"buildfarm.dev/retry-of": "a"}
+    assert (cached.uid, cached.resource_version) == (
+        body["metadata"]["uid"],
+        body["metadata"]["resourceVersion"],
+    )

@@ -60,7 +60,7 @@ def can_roll_forward(reservation: Reservation, build: Build) -> bool:
     status = build.status
     return (
         build.uid == reservation.uid
-        and status.phase == BuildPhase.PENDING
+        and status.phase in (None, BuildPhase.PENDING)
         and status.attempt == reservation.attempt - 1
         and not build.spec.cancel
     )

@@ -45,6 +45,9 @@ class Snapshot:
     # How long past spec.timeoutSeconds the operator waits for an agent to finish a build before it
     # fails the build itself (the backstop of the agent's own deadline).
     deadline_grace: timedelta = timedelta(minutes=5)
+    # UIDs of new builds whose credentials Secret was seen to exist (by the admission handler): a build
+    # that names one is assigned only once it was checked; a build that names none needs no check.
+    checked: frozenset[str] = frozenset()
 
     def watched(self, namespace: str) -> bool:
         return self.namespaces is None or namespace in self.namespaces
@@ -100,8 +103,9 @@ class Plan:
     waiting: list[Waiting] = field(default_factory=list)
     cancellations: list[Build] = field(default_factory=list)
     workers: dict[str, WorkerView] = field(default_factory=dict)
-    # Builds not admitted yet (no phase). Each keeps its place in the queue, so a slot it would get is not
-    # given to a later build meanwhile (FIFO while admissions are in flight, e.g. at start-up).
+    # New builds (no phase) whose credentials Secret was not checked yet. Each keeps its place in the
+    # queue, so a slot it would get is not given to a later build meanwhile (FIFO while their admission
+    # handlers run, e.g. at start-up). New builds that name no Secret are planned like Pending ones.
     unadmitted: list[Build] = field(default_factory=list)
     # Assigned or Running builds whose worker is not in the snapshot: the operator confirms with a read
     # that the worker is gone, then requeues them.
@@ -190,12 +194,11 @@ def schedule(snapshot: Snapshot) -> Plan:
     # keep only the workers still open for it (free slots only go down during a cycle).
     fitting: dict[str, _Fit] = {}
     for build in queue:
-        admitted = build.status.phase is not None
+        admitted = admissible(build, snapshot.checked)
         if not admitted:
             plan.unadmitted.append(build)
         if build.spec.cancel:
-            if admitted:
-                plan.cancellations.append(build)
+            plan.cancellations.append(build)  # cancelled before it started: no check needed
             continue
         demand = _demand(build)
         if demand not in fitting:
@@ -219,10 +222,17 @@ def schedule(snapshot: Snapshot) -> Plan:
     return plan
 
 
+def admissible(build: Build, checked: frozenset[str]) -> bool:
+    """Whether a pending or new build may be assigned (or written Pending): what admission checks (its
+    credentials Secret exists) holds. A new build goes straight from no phase to Assigned when a worker
+    is free, and is written Pending only when it must wait."""
+    return build.status.phase is not None or build.spec.credentials is None or build.uid in checked
+
+
 def admission_overdue(build: Build, now: datetime, grace: timedelta) -> bool:
     """A build still without a phase this long after its creation was dropped by its admission handler
     (e.g. kopf gave up on it): the periodic pass admits it instead (reconcile by level, not by edge)."""
-    if build.status.phase is not None:
+    if build.status.phase is not None or build.spec.credentials is None:
         return False
     try:
         created = datetime.fromisoformat(build.created)

@@ -27,8 +27,10 @@ def queued(build: Build, now: datetime) -> BuildStatus:
 
 
 def waiting(build: Build, reason: str, message: str, now: datetime) -> BuildStatus:
-    """Still pending, for the reason given (e.g. WorkerBusy)."""
-    return _next(build, BuildPhase.PENDING, reason, message, ConditionStatus.FALSE, now)
+    """Pending for the reason given (e.g. WorkerBusy); a new build enters the queue with it."""
+    status = _next(build, BuildPhase.PENDING, reason, message, ConditionStatus.FALSE, now)
+    status.queued_at = build.status.queued_at or now
+    return status
 
 
 def assigned(build: Build, worker: str, attempt: int, now: datetime) -> BuildStatus:

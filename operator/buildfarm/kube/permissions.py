@@ -10,11 +10,11 @@ Who calls what:
   (phase, reservations), reads a Secret's metadata, creates core/v1 Events (`kubectl describe` sorts by
   their lastTimestamp, which events.k8s.io/v1 does not take);
 - kopf (operator/config.py, operator/handlers.py): watches Builds and Workers, patches its bookkeeping
-  annotations onto Builds (`buildfarm.dev/last-handled-configuration`; no finalizer: there is no
-  deletion handler), watches CRDs and, serving only some namespaces, Namespaces; unless --standalone, it
-  keeps a peering object. Kopf posts no Events here: it turns log lines into core/v1 Events only with
-  `settings.posting.loggers` (off by default; `posting.level` alone does not), and no handler calls
-  `kopf.event()`;
+  annotations onto Builds only while an admission is retried (`buildfarm.dev/admit`; no diff base, no
+  finalizer: there is no deletion handler), watches CRDs and, serving only some namespaces, Namespaces;
+  unless --standalone, it keeps a peering object. Kopf posts no Events here: it turns log lines into
+  core/v1 Events only with `settings.posting.loggers` (off by default; `posting.level` alone does not),
+  and no handler calls `kopf.event()`;
 - the startup check (kube/preflight.py): lists CRDs, Builds, Workers and, for a warning only, Namespaces.
 
 Not listed: discovery (/api, /apis), SelfSubjectAccessReviews and SelfSubjectReviews, which Kubernetes

@@ -1,23 +1,25 @@
-"""Admission: a new Build is checked for what no retry could fix (its credentials Secret exists) and
-written Pending, or failed with a reason. Two callers, one path: kopf's admission handler (on create and
-on resume) and the scheduler's periodic pass, which admits any build its handler dropped (reconcile by
-level). Admissions in flight are bounded, and they run on their own threads so the scheduler never
-queues behind them.
+"""Admission: a new Build is checked for what no retry could fix (its credentials Secret exists), or failed
+with a reason. It writes nothing when the check passes: the scheduler takes the build from there, straight
+to Assigned when a worker is free, or Pending with its reason when it must wait. A build that names no
+Secret needs no admission at all.
+
+Two callers, one path: kopf's admission handler (on create and on resume) and the scheduler's periodic
+pass, which checks any build its handler dropped (reconcile by level). Admissions in flight are bounded,
+and they run on their own threads so the scheduler never queues behind them.
 """
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from buildfarm.api.builds import Build
-from buildfarm.errors import Conflict, NotFound, PermanentError, TransientError
+from buildfarm.errors import NotFound, PermanentError, TransientError
 from buildfarm.kube.gateway import Gateway
 from buildfarm.operator.outcomes import Reporter
-from buildfarm.telemetry.logs import about_build
 
 log = logging.getLogger(__name__)
 
-MAX_CONFLICTS = 5
 CREDENTIALS_NOT_FOUND = "CredentialsNotFound"
 
 
@@ -33,52 +35,44 @@ class Admissions:
     def in_flight(self, uid: str) -> bool:
         return uid in self._in_flight
 
-    async def admit(self, build: Build) -> Build | None:
-        """Admit `build`; the build as written, or None if it is gone or already admitted by someone else.
+    async def admit(self, build: Build) -> bool:
+        """Check `build`; True if it may be scheduled (its Secret exists, or it names none), False if it
+        was admitted already (it has a phase).
 
         Raises TransientError (retry later; also on timeout) or PermanentError (the build was failed
         with its reason). The deadline covers the work, not the wait for a free admission slot.
         """
+        if build.status.phase is not None:
+            return False
+        if build.spec.credentials is None:
+            return True
         self._in_flight.add(build.uid)
         try:
             async with self._slots:
                 loop = asyncio.get_running_loop()
-                future = loop.run_in_executor(self._threads, self._admit, build)
+                future = loop.run_in_executor(self._threads, self._check, build)
                 try:
-                    return await asyncio.wait_for(future, timeout=self.timeout)
+                    await asyncio.wait_for(future, timeout=self.timeout)
                 except TimeoutError:
                     raise TransientError(
                         f"admitting build {build.namespace}/{build.name} took longer than {self.timeout:g}s "
                         "(BUILDFARM_HANDLER_TIMEOUT)",
                         reason="ApiUnavailable",
                     ) from None
+            return True
         finally:
             self._in_flight.discard(build.uid)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    def _admit(self, build: Build) -> Build | None:
-        for _ in range(MAX_CONFLICTS):
-            if build.status.phase is not None:
-                return None  # admitted meanwhile, by the other caller or another operator
-            try:
-                self._check_credentials(build)
-                queued = self.reporter.queued(build)
-            except PermanentError as exc:
+    def _check(self, build: Build) -> None:
+        try:
+            self._check_credentials(build)
+        except PermanentError as exc:
+            with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to fail
                 self.reporter.fail(build, exc)
-                raise
-            except Conflict:
-                try:
-                    build = self.gateway.get_build(build.namespace, build.name)
-                except NotFound:
-                    return None
-                continue
-            except NotFound:
-                return None
-            log.info("Queued build %s/%s", build.namespace, build.name, extra=about_build(queued))
-            return queued
-        raise TransientError(f"build {build.namespace}/{build.name} kept changing; will retry")
+            raise
 
     def _check_credentials(self, build: Build) -> None:
         if build.spec.credentials is None:

@@ -1,8 +1,9 @@
 """The assignment protocol: reserve a slot on the Worker, then bind the Build, both as conditional writes.
 
-1. Reserve: re-read the Worker from the API, count its live reservations, and add one for (build,
-   attempt) only if a slot is free, guarded by the Worker's resourceVersion. A conflict means someone else
-   changed the Worker: re-read and re-check. This is what stops two operators filling one free slot.
+1. Reserve: take the Worker as the watch cache has it, count its live reservations, and add one for each
+   (build, attempt) planned on it, only into free slots, with activeBuilds, in one write guarded by the
+   Worker's resourceVersion. A conflict means someone else changed the Worker: re-read and re-check.
+   This is what stops two operators filling one free slot.
 2. Bind: write the Build's status (worker, attempt + 1, phase Assigned) guarded by the Build's
    resourceVersion. On conflict re-read: if the build is still pending at the previous attempt, try
    again; if it was taken, cancelled or deleted, give the slot back (the SKIP LOCKED of this world).
@@ -12,7 +13,7 @@ See docs/assignment-protocol.md. Blocking code: run it in a thread.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -45,6 +46,17 @@ class Result(Enum):
 
 
 @dataclass(frozen=True)
+class Reserved:
+    """What a reservation write got: (build, attempt, the reservation this call wrote or None if one was
+    there already) for each build that has a slot; the worker as written (None if nothing was written);
+    and why the others got none."""
+
+    slots: list[tuple[Build, int, Reservation | None]]
+    worker: Worker | None
+    refusal: TransientError | None
+
+
+@dataclass(frozen=True)
 class Outcome:
     result: Result
     build: Build | None
@@ -56,38 +68,68 @@ class Assigner:
         self.gateway = gateway
         self.clock = clock
 
-    def assign(self, plan: Assignment, snapshot: Snapshot) -> Outcome:
+    def assign(self, plan: Assignment, snapshot: Snapshot, cached: Worker | None = None) -> Outcome:
         """`snapshot` (the watch cache) only judges which reservations are stale; see reservations.py."""
-        held = None
-        if not plan.already_reserved:
-            held = self.reserve(plan.worker, plan.build, plan.attempt, snapshot)
-        return self.bind(plan.build, plan.worker, plan.attempt, held=held)
+        reserved = self.reserve(plan.worker, [(plan.build, plan.attempt)], snapshot, cached)
+        return self.bind(plan.build, plan.worker, plan.attempt, held=reserved.slots[0][2])
 
-    def reserve(self, worker_name: str, build: Build, attempt: int, snapshot: Snapshot) -> Reservation | None:
-        """Hold a slot on the worker for (build, attempt); the reservation this call wrote, or None if one
-        was there already. Raises TransientError if no slot is free."""
+    def reserve(
+        self,
+        worker_name: str,
+        wanted: Sequence[tuple[Build, int]],
+        snapshot: Snapshot,
+        cached: Worker | None = None,
+    ) -> Reserved:
+        """Hold a slot on the worker for each (build, attempt) that fits, in one write that also sets the
+        worker's activeBuilds. `cached`: the worker as the watch cache has it; its resourceVersion guards
+        the write, so no read is needed unless someone changed the worker since (a 409: re-read and
+        re-check). Builds that do not fit are left out; raises TransientError if none fits."""
+        worker = cached if cached is not None else self._read_worker(worker_name)
         for _ in range(MAX_CONFLICTS):
-            worker = self._read_worker(worker_name)
             view = view_worker(worker, snapshot)
-            # Any reservation for this attempt, stale or not: adding a second would let the same finished
-            # build be counted twice.
-            if any(_is_for(r, build, attempt) for r in worker.status.reservations):
-                return None
-            if not eligible(worker, build) or not view.schedulable:
-                raise TransientError(
-                    f"worker {worker_name} is no longer Ready or eligible", reason=WaitReason.WORKER_NOT_READY
-                )
-            if view.free <= 0:
-                raise TransientError(f"worker {worker_name} has no free slot", reason=WaitReason.WORKER_BUSY)
-            held = self._reservation(build, attempt)
-            # Stale reservations stay: only release_stale drops them, counting the finished builds in
-            # the same write (dropping them here would lose those counts).
-            status = worker.status.model_copy(update={"reservations": [*worker.status.reservations, held]})
+            free = view.free
+            slots: list[tuple[Build, int, Reservation | None]] = []
+            new: list[Reservation] = []
+            refusal: TransientError | None = None
+            for build, attempt in wanted:
+                # Any reservation for this attempt, stale or not: adding a second would let the same
+                # finished build be counted twice. An in-flight one is completed (rolled forward).
+                if any(_is_for(r, build, attempt) for r in worker.status.reservations):
+                    slots.append((build, attempt, None))
+                elif not eligible(worker, build) or not view.schedulable:
+                    refusal = TransientError(
+                        f"worker {worker_name} is no longer Ready or eligible",
+                        reason=WaitReason.WORKER_NOT_READY,
+                    )
+                elif free <= 0:
+                    refusal = TransientError(
+                        f"worker {worker_name} has no free slot", reason=WaitReason.WORKER_BUSY
+                    )
+                else:
+                    held = self._reservation(build, attempt)
+                    new.append(held)
+                    slots.append((build, attempt, held))
+                    free -= 1
+            if not new:
+                if slots or refusal is None:
+                    return Reserved(slots, None, refusal)
+                raise refusal
+            # Stale reservations go in the same write, and the builds that finished here are counted
+            # in it, as release_stale does: the write is conditional, so each is counted once.
+            succeeded, failed = finished_here(view, snapshot)
+            status = worker.status.model_copy(
+                update={
+                    "reservations": [*view.live, *new],
+                    "active_builds": view.load + len(new),
+                    "builds_succeeded": worker.status.builds_succeeded + succeeded,
+                    "builds_failed": worker.status.builds_failed + failed,
+                }
+            )
             try:
-                self.gateway.write_worker_status(worker, status)
-                return held
+                written = self.gateway.write_worker_status(worker, status)
+                return Reserved(slots, written, refusal)
             except Conflict:
-                continue
+                worker = self._read_worker(worker_name)
         raise Conflict(f"worker {worker_name} kept changing; will retry", reason=WaitReason.WORKER_BUSY)
 
     def bind(

@@ -20,7 +20,6 @@ from buildfarm.telemetry import logs
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateway makes the calls
 
-DIFFBASE_KEY: Final = "last-handled-configuration"
 # Retries of failed API calls inside kopf (seconds): short, bounded, and about a minute in total.
 API_ERROR_BACKOFFS: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
 # Pauses before a crashed watch-stream worker is restarted (seconds); kopf's default goes up to 10 minutes.
@@ -54,16 +53,54 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.execution.default_backoff = settings.retry_backoff_seconds
     kopf_settings.queueing.error_delays = QUEUE_ERROR_DELAYS
 
-    # Kopf's bookkeeping lives in annotations under our own group, e.g.
-    # buildfarm.dev/last-handled-configuration, not in status (which our CRDs define strictly).
+    # Kopf writes no bookkeeping on a Build that its handler admitted at the first try: each such write
+    # cost an API call per build and changed the resourceVersion under the scheduler's binding write (a
+    # 409 for nearly every build). The admission handler needs no diff base (it is idempotent and runs
+    # only while a build has no phase), and progress is stored, as annotations under our own group
+    # (not in status, which our CRDs define strictly), only when a handler must be retried.
     persistence = kopf_settings.persistence
-    persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
-    persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP, key=DIFFBASE_KEY)
+    persistence.progress_storage = RetriesOnlyProgressStorage(prefix=c.GROUP)
+    persistence.diffbase_storage = NoDiffBaseStorage()
     persistence.finalizer = f"{c.GROUP}/operator"
 
     # Shut down promptly on SIGTERM: nothing here needs kopf's long grace periods.
     kopf_settings.queueing.exit_timeout = 1.0
     kopf_settings.background.instant_exit_timeout = 0.1
+
+
+class RetriesOnlyProgressStorage(kopf.AnnotationsProgressStorage):
+    """Kopf's annotation storage, minus the write for a handler that finished at its first try.
+
+    Kopf stores a handler's record and, in the same patch, purges it once all handlers are done; only the
+    marker annotation then remained, which was still one PATCH per object. A finished record with no
+    earlier record on the object is therefore not stored at all; retries (a TemporaryError) are stored and
+    purged as before, so kopf's retry counting and delays work unchanged.
+    """
+
+    def store(
+        self,
+        *,
+        key: kopf.HandlerId,
+        record: kopf.ProgressRecord,
+        body: kopf.Body,
+        patch: kopf.Patch,
+    ) -> None:
+        finished = bool(record.get("success") or record.get("failure"))
+        if finished and self.fetch(key=key, body=body) is None:
+            return
+        super().store(key=key, record=record, body=body, patch=patch)
+
+
+class NoDiffBaseStorage(kopf.DiffBaseStorage):
+    """Remembers no last-handled configuration: every event of an object is a creation to kopf, which is
+    what the operator's only change handler (admission, filtered to builds without a phase) wants. The
+    annotation it replaces was one write per build and changed its resourceVersion."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def configure_logging(*, verbose: bool, log_format: str = "text") -> None:

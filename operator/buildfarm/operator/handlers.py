@@ -98,17 +98,19 @@ def register(
     @on.resume(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)
     @on.create(c.GROUP, c.VERSION, c.BUILD_PLURAL, when=_not_admitted, id="admit", registry=registry)
     async def admit(body: kopf.Body, **_: Any) -> None:
-        """Queue a new build, after checking what no retry could fix (its credentials Secret exists)."""
+        """Check what no retry could fix for a new build (its credentials Secret exists); the scheduler
+        then assigns it, or writes it Pending with its reason. Nothing is written when the check passes."""
         build = Build.model_validate(dict(body))
         with _as_kopf(backoff):
-            queued = await admissions.admit(build)
-        if queued is not None:
-            store.observe_build(queued)
+            checked = await admissions.admit(build)
+        if checked:
+            store.credentials_checked(build.uid)
             scheduler.kick()
 
 
-def _not_admitted(status: kopf.Status, **_: Any) -> bool:
-    return not status.get("phase")
+def _not_admitted(status: kopf.Status, spec: kopf.Spec, **_: Any) -> bool:
+    """A new build that names a credentials Secret: one that names none needs no admission."""
+    return not status.get("phase") and bool(spec.get("credentials"))
 
 
 @contextmanager

@@ -26,32 +26,37 @@ class Reporter:
         self.clock = clock
 
     def queued(self, build: Build) -> Build:
-        """Admit a new build into the queue (phase Pending)."""
+        """Put a new build into the queue (phase Pending, reason Queued), e.g. by hand or in tests; the
+        scheduler itself writes a new build Pending only with the reason it must wait."""
         written = self.gateway.write_build_status(build, transitions.queued(build, self.clock()))
         self._event(written, NORMAL, "Queued", "Queue", written.status.message)
         return written
 
-    def waiting(self, build: Build, reason: str, message: str) -> None:
-        """Say why a pending build waits. Cosmetic: a lost race is fine, the next cycle says it again."""
-        if build.status.phase != BuildPhase.PENDING or (build.status.reason, build.status.message) == (
+    def waiting(self, build: Build, reason: str, message: str) -> Build | None:
+        """Write a new or pending build Pending with why it waits, once per reason: not again while the
+        reason stays the same (the message's details, such as a count of workers, may lag). The build
+        as written, or None if nothing was written. Cosmetic for a pending build: a lost race is fine,
+        the next cycle says it again."""
+        if build.status.phase not in (None, BuildPhase.PENDING) or (
+            build.status.phase is not None and build.status.reason == reason
+        ):
+            return None
+        try:
+            written = self.gateway.write_build_status(
+                build, transitions.waiting(build, reason, message, self.clock())
+            )
+        except (Conflict, NotFound):
+            return None
+        log.info(
+            "Build %s/%s waits: %s: %s",
+            build.namespace,
+            build.name,
             reason,
             message,
-        ):
-            return
-        try:
-            self.gateway.write_build_status(build, transitions.waiting(build, reason, message, self.clock()))
-        except (Conflict, NotFound):
-            return
-        if build.status.reason != reason:
-            log.info(
-                "Build %s/%s waits: %s: %s",
-                build.namespace,
-                build.name,
-                reason,
-                message,
-                extra=about_build(build),
-            )
-            self._event(build, NORMAL, reason, "Schedule", message)
+            extra=about_build(build),
+        )
+        self._event(written, NORMAL, reason, "Schedule", message)
+        return written
 
     def assigned(self, build: Build) -> None:
         metrics.assigned(build)
@@ -167,7 +172,7 @@ def _same_state(seen: Build) -> Callable[[Build], bool]:
     """Whether a build read again is still where the plan saw it: pending, or active on the same worker
     at the same attempt."""
     if seen.status.phase not in ACTIVE_PHASES:
-        return lambda build: build.status.phase == BuildPhase.PENDING
+        return lambda build: build.status.phase in (None, BuildPhase.PENDING)
     token = (seen.status.worker_name, seen.status.attempt)
     return lambda build: (
         build.status.phase in ACTIVE_PHASES and (build.status.worker_name, build.status.attempt) == token

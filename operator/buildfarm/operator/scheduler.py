@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 from buildfarm.api.builds import Build
 from buildfarm.api.workers import READY, Worker
 from buildfarm.domain.scheduling import Assignment, Plan, Snapshot, WaitReason, admission_overdue, schedule
-from buildfarm.errors import Conflict, NotFound, PermanentError, TransientError
+from buildfarm.errors import BuildfarmError, Conflict, NotFound, PermanentError, TransientError
 from buildfarm.kube.gateway import Gateway
 from buildfarm.operator.admission import Admissions
 from buildfarm.operator.assignment import WORKER_GONE, Assigner, Result
@@ -31,7 +32,16 @@ from buildfarm.telemetry.logs import about_build
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
-STEP_THREADS = 4  # a timed-out step keeps its thread until its own API timeout ends it
+# Steps in flight at once: assignments to different workers, and wait-reason writes. Each is a few
+# conditional writes; one at a time capped the rate near a quarter of what the API server takes.
+IN_FLIGHT = 8
+STEP_THREADS = IN_FLIGHT + 2  # a timed-out step keeps its thread until its own API timeout ends it
+# Threads that post the Assigned Events. An Event is a courtesy that follows the binding write: posted off
+# the assignment's path, it no longer delays the next assignment to the same worker, or the next cycle.
+EVENT_THREADS = 2
+# Events waiting to be posted at most; beyond that, assignments wait for them (bounded memory, and a stop
+# that posts what is pending in bounded time).
+EVENTS_PENDING = 64
 # Waiting for a worker is the protocol at work, not a problem worth an INFO line per attempt.
 _QUIET_REASONS = frozenset({WaitReason.WORKER_BUSY, WaitReason.WORKER_NOT_READY, WORKER_GONE, "Conflict"})
 
@@ -71,6 +81,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._failures = 0
         self._threads = ThreadPoolExecutor(max_workers=STEP_THREADS, thread_name_prefix="buildfarm-sched")
+        self._events = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="buildfarm-events")
+        self._events_pending = threading.BoundedSemaphore(EVENTS_PENDING)
 
     def kick(self) -> None:
         """Ask for a scheduling cycle soon; many kicks before it runs make one cycle."""
@@ -99,6 +111,8 @@ class Scheduler:
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+        # Not cancelled: an assignment made is announced, also when the operator stops right after it.
+        self._events.shutdown(wait=False)
 
     async def cycle(self) -> bool:
         """One pass over the queue; True if something failed transiently and deserves a retry."""
@@ -112,12 +126,15 @@ class Scheduler:
             snapshot, plan = self._plan()  # again, with what the reads established
         for build in plan.cancellations:
             transient |= await self._guard(self.reporter.cancel, build)
+        by_worker: dict[str, list[Assignment]] = {}
         for assignment in plan.assignments:
-            transient |= await self._guard(self._assign, assignment, snapshot)
-        for waiting in plan.waiting:
-            transient |= await self._guard(
-                self.reporter.waiting, waiting.build, waiting.reason, waiting.message
-            )
+            by_worker.setdefault(assignment.worker, []).append(assignment)
+        transient |= await self._guard_all(
+            [(self._assign, group, plan.workers[name].worker, snapshot) for name, group in by_worker.items()]
+        )
+        transient |= await self._guard_all(
+            [(self._wait, waiting.build, waiting.reason, waiting.message) for waiting in plan.waiting]
+        )
         for view in plan.workers.values():
             if view.stale or view.worker.status.active_builds != view.load:
                 transient |= await self._guard(self._release_stale, view.worker, snapshot)
@@ -173,9 +190,10 @@ class Scheduler:
         log.info("Admitting %d build(s) whose admission handler did not", len(overdue))
         results = await asyncio.gather(*(self.admissions.admit(b) for b in overdue), return_exceptions=True)
         transient = False
-        for result in results:
-            if isinstance(result, Build):
-                self.store.observe_build(result)
+        for build, result in zip(overdue, results, strict=True):
+            if result is True:
+                self.store.credentials_checked(build.uid)
+                self.kick()
             elif isinstance(result, TransientError):
                 transient = True
             elif isinstance(result, BaseException) and not isinstance(result, PermanentError):
@@ -189,6 +207,19 @@ class Scheduler:
         workers = self.gateway.list_workers()
         self.store.merge_listing(builds, workers)
         log.info("Listed %d build(s) and %d worker(s); scheduling starts", len(builds), len(workers))
+
+    async def _guard_all(self, steps: Sequence[tuple[Any, ...]]) -> bool:
+        """Run (step, *args) tuples, at most IN_FLIGHT at once; True if any failed transiently."""
+        if not steps:
+            return False
+        slots = asyncio.Semaphore(IN_FLIGHT)
+
+        async def bounded(step: Callable[..., object], *args: Any) -> bool:
+            async with slots:
+                return await self._guard(step, *args)
+
+        results = await asyncio.gather(*(bounded(*step) for step in steps))
+        return any(results)
 
     async def _guard(self, step: Callable[..., object], *args: Any) -> bool:
         """Run one blocking step in a thread with a deadline; classify what it raises."""
@@ -211,23 +242,55 @@ class Scheduler:
             return False
         return False
 
-    def _assign(self, assignment: Assignment, snapshot: Snapshot) -> None:
+    def _assign(self, group: list[Assignment], cached: Worker, snapshot: Snapshot) -> None:
+        """Carry out the plan's assignments to one worker: one reservation write for all of them (guarded
+        by the cached worker's resourceVersion), then each build's binding write and its Event."""
+        worker = group[0].worker
         try:
-            outcome = self.assigner.assign(assignment, snapshot)
-        except PermanentError as exc:
-            self.reporter.fail(assignment.build, exc)
-            return
+            reserved = self.assigner.reserve(worker, [(a.build, a.attempt) for a in group], snapshot, cached)
         except Conflict:
             raise  # someone else moved first: the next cycle re-plans from fresh state, quietly
         except TransientError as exc:
             if exc.reason == WORKER_GONE:
-                self.store.forget_worker(assignment.worker)
-            self.reporter.waiting(assignment.build, exc.reason, exc.message)
+                self.store.forget_worker(worker)
+            for assignment in group:
+                self._wait(assignment.build, exc.reason, exc.message)
             raise
-        if outcome.build is not None:
-            self.store.observe_build(outcome.build)
-        if outcome.result is Result.ASSIGNED and outcome.wrote and outcome.build is not None:
-            self.reporter.assigned(outcome.build)
+        if reserved.worker is not None:
+            self.store.observe_worker(reserved.worker)
+        retry: BuildfarmError | None = reserved.refusal
+        for build, attempt, held in reserved.slots:
+            try:
+                outcome = self.assigner.bind(build, worker, attempt, held=held)
+            except PermanentError as exc:
+                self.reporter.fail(build, exc)
+                continue
+            except (TransientError, NotFound) as exc:
+                retry = exc  # the others still go ahead; the next cycle retries this one
+                continue
+            if outcome.build is not None:
+                self.store.observe_build(outcome.build)
+            if outcome.result is Result.ASSIGNED and outcome.wrote and outcome.build is not None:
+                self._events_pending.acquire()
+                try:
+                    self._events.submit(self._announce, outcome.build)
+                except RuntimeError:  # stopping: the pool takes no more; announce it here
+                    self._announce(outcome.build)
+        if isinstance(retry, TransientError):
+            raise retry
+
+    def _announce(self, build: Build) -> None:
+        try:
+            self.reporter.assigned(build)
+        except Exception:  # nobody awaits this thread: say what went wrong here
+            log.exception("Could not announce the assignment of %s/%s", build.namespace, build.name)
+        finally:
+            self._events_pending.release()
+
+    def _wait(self, build: Build, reason: str, message: str) -> None:
+        written = self.reporter.waiting(build, reason, message)
+        if written is not None:
+            self.store.observe_build(written)
 
     def _expire(self, build: Build) -> None:
         self.assigner.gateway.delete_build(build)

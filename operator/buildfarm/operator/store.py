@@ -8,7 +8,7 @@ scheduling steps run in threads, so every access holds a lock.
 
 import threading
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from buildfarm.api.builds import Build
 from buildfarm.api.meta import Resource
@@ -17,6 +17,11 @@ from buildfarm.domain.scheduling import Snapshot
 from buildfarm.telemetry import operator as metrics
 
 BuildKey = tuple[str, str]
+# Metadata the operator never reads but the API server sends with every object, growing with each writer:
+# managedFields, and kubectl's copy of the whole applied object. Dropped from the cache (about half of a
+# typical Build's size), never from what is written back (status writes carry only the status).
+_HEAVY_METADATA = "managedFields"
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # How many deleted uids to remember; plenty for the time a slot release takes.
 DELETED_REMEMBERED = 10_000
 
@@ -28,6 +33,7 @@ class Store:
         self._builds: dict[BuildKey, Build] = {}
         self._workers: dict[str, Worker] = {}
         self._deleted: dict[str, None] = {}  # insertion-ordered set of uids, oldest first
+        self._checked: set[str] = set()  # new builds whose credentials Secret was seen (see admission.py)
         self._synced = False
 
     @property
@@ -38,9 +44,11 @@ class Store:
         if event_type == "DELETED":
             with self._lock:
                 self._builds.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
-                self._remember_deleted(str(body["metadata"].get("uid", "")))
+                uid = str(body["metadata"].get("uid", ""))
+                self._checked.discard(uid)
+                self._remember_deleted(uid)
         else:
-            self.observe_build(Build.model_validate(body))
+            self.observe_build(Build.model_validate(_compact(body)))
 
     def on_worker_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         if event_type == "DELETED":
@@ -48,7 +56,7 @@ class Store:
                 self._workers.pop(body["metadata"]["name"], None)
                 self._remember_deleted(str(body["metadata"].get("uid", "")))
         else:
-            self.observe_worker(Worker.model_validate(body))
+            self.observe_worker(Worker.model_validate(_compact(body)))
 
     def observe_build(self, build: Build) -> None:
         """Record a build as read from the API (a watch event, a LIST or GET, or the answer to a write)."""
@@ -56,7 +64,9 @@ class Store:
             key = (build.namespace, build.name)
             previous = self._builds.get(key)
             if build.uid not in self._deleted and _newer(previous, build):
-                self._builds[key] = build
+                self._builds[key] = _compacted(build)
+                if build.status.phase is not None:
+                    self._checked.discard(build.uid)  # admitted: the check is no longer needed
                 # Under the lock: each change is counted once, against the copy it replaced.
                 metrics.build_changed(previous if previous and previous.uid == build.uid else None, build)
 
@@ -64,7 +74,7 @@ class Store:
         with self._lock:
             previous = self._workers.get(worker.name)
             if worker.uid not in self._deleted and _newer(previous, worker):
-                self._workers[worker.name] = worker
+                self._workers[worker.name] = _compacted(worker)
                 metrics.worker_changed(previous if previous and previous.uid == worker.uid else None, worker)
 
     def merge_listing(self, builds: list[Build], workers: list[Worker]) -> None:
@@ -82,6 +92,11 @@ class Store:
             if current is not None and current.uid == uid:
                 del self._builds[(namespace, name)]
             self._remember_deleted(uid)
+
+    def credentials_checked(self, uid: str) -> None:
+        """Admission found the new build's credentials Secret: it may be assigned."""
+        with self._lock:
+            self._checked.add(uid)
 
     def forget_worker(self, name: str) -> None:
         """The API server said the worker is gone; stop planning on it until the watch shows it again."""
@@ -101,6 +116,7 @@ class Store:
                 now=now,
                 namespaces=self.namespaces,
                 deleted=frozenset(self._deleted),
+                checked=frozenset(self._checked),
             )
 
 
@@ -114,3 +130,30 @@ def _newer(current: Resource | None, candidate: Resource) -> bool:
         return int(candidate.resource_version) >= int(current.resource_version)
     except ValueError:
         return True
+
+
+def _compact(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the metadata the operator never reads (see _HEAVY_METADATA)."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    if _HEAVY_METADATA not in metadata and _LAST_APPLIED not in annotations:
+        return body
+    return {**body, "metadata": _compact_metadata(metadata)}
+
+
+def _compact_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in metadata.items() if k != _HEAVY_METADATA}
+    annotations = kept.get("annotations") or {}
+    if _LAST_APPLIED in annotations:
+        kept["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
+    return kept
+
+
+R = TypeVar("R", bound=Resource)
+
+
+def _compacted(resource: R) -> R:
+    metadata = resource.metadata
+    if _HEAVY_METADATA not in metadata and _LAST_APPLIED not in (metadata.get("annotations") or {}):
+        return resource
+    return resource.model_copy(update={"metadata": _compact_metadata(metadata)})

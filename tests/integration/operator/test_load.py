@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, CoreV1Api, V1ObjectMeta, V1Secret
 
 from buildfarm.kube.gateway import Gateway
 from buildfarm.operator.admission import Admissions
@@ -51,13 +51,19 @@ def test_every_build_of_a_burst_reaches_a_phase(farm: Farm, kubeconfig: str, tmp
     assert sum(phase == "Assigned" for phase in phases.values()) == 5
 
 
-def test_the_periodic_pass_admits_a_build_its_handler_dropped(farm: Farm, api_client: ApiClient) -> None:
-    """No kopf here: the build's admission handler never ran, as when kopf gave up on it."""
-    farm.build("dropped")
+def test_the_periodic_pass_admits_a_build_its_handler_dropped(
+    farm: Farm, api_client: ApiClient, core_v1: CoreV1Api
+) -> None:
+    """No kopf here: the build's admission handler (which checks its credentials Secret) never ran, as
+    when kopf gave up on it. The pass checks it, and the next cycle queues it with the reason it waits."""
+    core_v1.create_namespaced_secret(
+        farm.namespace, V1Secret(metadata=V1ObjectMeta(name="signing")), _request_timeout=10
+    )
+    farm.build("dropped", credentials={"secretName": "signing"})
     gateway = Gateway(api_client, (5.0, 10.0))
     reporter = Reporter(gateway, utcnow)
 
-    async def one_cycle() -> bool:
+    async def cycles() -> list[bool]:
         admissions = Admissions(gateway, reporter, limit=2, timeout=30)
         scheduler = Scheduler(
             Store(frozenset({farm.namespace})),
@@ -72,11 +78,11 @@ def test_the_periodic_pass_admits_a_build_its_handler_dropped(farm: Farm, api_cl
         )
         scheduler.admission_grace = timedelta(0)  # as if the build had waited past the grace
         try:
-            return await scheduler.cycle()
+            return [await scheduler.cycle(), await scheduler.cycle()]
         finally:
             scheduler.close()
             admissions.close()
 
-    assert asyncio.run(one_cycle()) is False
+    assert asyncio.run(cycles()) == [False, False]
     build = farm.get_build("dropped")
-    assert (build.status.phase, build.status.reason) == ("Pending", "Queued")
+    assert (build.status.phase, build.status.reason) == ("Pending", "NoMatchingWorker")

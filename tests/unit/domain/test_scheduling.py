@@ -124,21 +124,28 @@ CASES = [
         want_cancelled=["b1"],
     ),
     Case(
-        "builds that are not pending are left alone",
+        "a new build with a free worker is assigned straight away, with no admission write first",
         [build("new", phase=None), build("failed", phase="Failed")],
         [worker("w1")],
-        want_assigned={},
+        want_assigned={"new": "w1"},
     ),
     Case(
-        "a build not admitted yet keeps its place: a later build does not take its slot",
-        [build("earlier", phase=None, created=1), build("later", created=2)],
+        "a new build that must wait is listed as waiting (written Pending with its reason)",
+        [build("first", created=1), build("new", phase=None, created=2)],
+        [worker("w1")],
+        want_assigned={"first": "w1"},
+        want_waiting={"new": WaitReason.WORKER_BUSY},
+    ),
+    Case(
+        "a build whose credentials are not checked yet keeps its place: a later build does not take its slot",
+        [build("earlier", phase=None, created=1, credentials="sign"), build("later", created=2)],
         [worker("w1")],
         want_assigned={},
         want_waiting={"later": WaitReason.WORKER_BUSY},
     ),
     Case(
-        "a build not admitted yet after the free slots takes nothing away",
-        [build("first", created=1), build("unadmitted", phase=None, created=2)],
+        "a build whose credentials are not checked yet, after the free slots, takes nothing away",
+        [build("first", created=1), build("unchecked", phase=None, created=2, credentials="sign")],
         [worker("w1")],
         want_assigned={"first": "w1"},
     ),
@@ -223,10 +230,22 @@ def test_a_build_on_a_worker_that_is_not_there_is_an_orphan() -> None:
     assert [b.name for b in plan.orphans] == ["lost"]
 
 
-def test_unadmitted_builds_are_listed_in_queue_order() -> None:
-    builds = [build("b2", phase=None, created=2), build("b1", phase=None, created=1), build("p", created=0)]
-    plan = schedule(Snapshot(builds, [], now=T0))
+def test_unchecked_builds_are_listed_in_queue_order() -> None:
+    builds = [
+        build("b2", phase=None, created=2, credentials="s"),
+        build("b1", phase=None, created=1, credentials="s"),
+        build("checked", phase=None, created=1, credentials="s"),
+        build("plain", phase=None, created=0),
+        build("p", created=0),
+    ]
+    checked = frozenset({builds[2].uid})
+    plan = schedule(Snapshot(builds, [], now=T0, checked=checked))
     assert [b.name for b in plan.unadmitted] == ["b1", "b2"]
+    assert sorted(w.build.name for w in plan.waiting) == ["checked", "p", "plain"]
+
+
+def test_a_build_that_names_no_secret_is_never_overdue_for_admission() -> None:
+    assert not admission_overdue(build("b", phase=None), T0 + timedelta(days=1), timedelta(seconds=30))
 
 
 @pytest.mark.parametrize(
@@ -238,7 +257,7 @@ def test_unadmitted_builds_are_listed_in_queue_order() -> None:
     ],
 )
 def test_admission_overdue(name: str, phase: str | None, age: timedelta, want: bool) -> None:
-    b = build("b", phase=phase)  # created at T0
+    b = build("b", phase=phase, credentials="sign")  # created at T0
     assert admission_overdue(b, T0 + age, timedelta(seconds=30)) is want
 
 
