@@ -25,6 +25,7 @@ import logging
 import os
 import queue
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,12 @@ def main() -> None:
     parser.add_argument(
         "--skip", default=os.environ.get("BENCH_SKIP", ""), help="phases to skip, e.g. memory"
     )
+    parser.add_argument(
+        "--profile-memory",
+        action="store_true",
+        default=os.environ.get("BENCH_PROFILE_MEMORY") == "1",
+        help="after MEMORY, restart the operator under tracemalloc and print where its memory went",
+    )
     parser.add_argument("--timeout", type=float, default=float(os.environ.get("BENCH_TIMEOUT", 1800)))
     args = parser.parse_args()
     skip = {s.strip().lower() for s in args.skip.split(",") if s.strip()}
@@ -113,7 +120,9 @@ def main() -> None:
         if "backlog" not in skip:
             bench.backlog(args.workers, args.builds, args.capacity, raw, args.timeout)
         if "memory" not in skip:
-            bench.memory(idle, args.workers, args.capacity, args.memory_builds, args.timeout)
+            bench.memory(
+                idle, args.workers, args.capacity, args.memory_builds, args.timeout, args.profile_memory
+            )
 
 
 def machine() -> str:
@@ -298,12 +307,16 @@ class Bench:
     # The operator
 
     @contextlib.contextmanager
-    def operator(self, label: str) -> Iterator[tuple[psutil.Process, Path]]:
+    def operator(self, label: str, traced: Path | None = None) -> Iterator[tuple[psutil.Process, Path]]:
+        """`traced`: run it under tracemalloc (hack/traced_operator.py), which writes its report there."""
         self.run_id += 1
         log_path = self.tmp / f"operator-{self.run_id}-{label}.log"
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         exe = Path(sys.executable).parent / "buildfarm"
         command = [str(exe)] if exe.exists() else [sys.executable, "-m", "buildfarm.cli.main"]
+        if traced is not None:
+            command = [sys.executable, str(REPO / "hack" / "traced_operator.py")]
+            env["BENCH_TRACE_OUT"] = str(traced)
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [*command, "operator", "--standalone"], stdout=log, stderr=subprocess.STDOUT, env=env
@@ -343,8 +356,8 @@ class Bench:
     def latency(self, worker_count: int, builds: int, rate: float, timeout: float) -> None:
         namespace = self.namespace(f"latency-{uuid.uuid4().hex[:6]}")
         workers = self.workers("lat", worker_count, 5)
-        with self.operator("latency") as (_, log), Watcher(self.api, namespace) as watcher:
-            wait_until("the operator to list", timeout, lambda: operator_ready(log))
+        with self.operator("latency") as (proc, log), Watcher(self.api, namespace) as watcher:
+            wait_until("the operator to list", timeout, lambda: operator_ready(log, proc))
             # A first build that waits for nothing: the operator's cache is synced once it is assigned.
             self.create_build(namespace, "warmup")
             watcher.wait_assigned(["warmup"], timeout)
@@ -412,11 +425,19 @@ class Bench:
     def idle_rss(self, timeout: float) -> int:
         """RSS of a fresh operator on an empty cluster, a few seconds after its initial LIST."""
         with self.operator("idle") as (proc, log):
-            wait_until("the operator to list", timeout, lambda: operator_ready(log))
+            wait_until("the operator to list", timeout, lambda: operator_ready(log, proc))
             time.sleep(3)
             return int(proc.memory_info().rss)
 
-    def memory(self, idle: int, worker_count: int, capacity: int, total_builds: int, timeout: float) -> None:
+    def memory(
+        self,
+        idle: int,
+        worker_count: int,
+        capacity: int,
+        total_builds: int,
+        timeout: float,
+        profile: bool = False,
+    ) -> None:
         """RSS of an operator restarted with `total_builds` builds and the workers. Builds beyond the
         backlog's are for labels no worker has, so they wait (NoMatchingWorker) and the workers' load stays
         as the backlog left it."""
@@ -427,7 +448,7 @@ class Bench:
         self.builds_unservable(extra, missing)
         with self.operator("memory") as (proc, log):
             start = time.monotonic()
-            wait_until("the operator to list", timeout, lambda: operator_ready(log))
+            wait_until("the operator to list", timeout, lambda: operator_ready(log, proc))
             listed = time.monotonic() - start
             wait_until("every build to have a phase", timeout, lambda: not self.phases(extra).get("(none)"))
             settle = time.monotonic() - start
@@ -442,6 +463,20 @@ class Bench:
             f"all {missing} new builds had a phase after {settle:.0f}s)",
             flush=True,
         )
+        if profile:
+            self.profile_memory(timeout)
+
+    def profile_memory(self, timeout: float) -> None:
+        """Restart the operator under tracemalloc on the same objects and print where its memory went."""
+        report = self.tmp / "memory-trace.txt"
+        with self.operator("traced", traced=report) as (proc, log):
+            wait_until("the traced operator to list", timeout, lambda: operator_ready(log, proc))
+            time.sleep(10)  # the initial LIST's events are handled and the scheduler's cycle is done
+            proc.send_signal(signal.SIGUSR1)
+            wait_until("the memory trace", timeout, report.exists)
+        print("MEMORY   the traced operator's live memory, by the innermost buildfarm or kopf frame:")
+        for line in report.read_text().splitlines():
+            print(f"           {line}")
 
     def builds_unservable(self, namespace: str, count: int) -> None:
         """Builds no worker can take: labels no worker has, so they wait with NoMatchingWorker."""
@@ -551,9 +586,13 @@ class Watcher:
             return dict(self.assigned)
 
 
-def operator_ready(log_path: Path) -> bool:
+def operator_ready(log_path: Path, proc: psutil.Process) -> bool:
     """The operator has merged its initial LIST and plans from now on (its own log line says so)."""
-    return "scheduling starts" in log_path.read_text(errors="replace")
+    text = log_path.read_text(errors="replace")
+    if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+        last = text.strip().splitlines()[-1:] or ["(no output)"]
+        raise SystemExit(f"the operator exited before it listed: {last[0]}")
+    return "scheduling starts" in text
 
 
 def report_writes(case: str, counts: Counts, builds: int) -> None:

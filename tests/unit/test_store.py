@@ -68,3 +68,39 @@ def test_the_cache_drops_metadata_the_operator_never_reads() -> None:
         body["metadata"]["uid"],
         body["metadata"]["resourceVersion"],
     )
+
+
+def _at(version: str, **kwargs: object) -> dict[str, object]:
+    b = build("b", **kwargs)  # type: ignore[arg-type]
+    body = b.model_dump(mode="json", by_alias=True)
+    body["metadata"]["resourceVersion"] = version
+    return body
+
+
+def test_an_echo_of_a_copy_the_cache_has_changes_nothing() -> None:
+    """The watch's copy of the operator's own write (or of its LIST) does not wake the scheduler again."""
+    store = Store()
+    assert store.on_build_event("ADDED", _at("10")) is True
+    changes = store.changes
+    assert store.on_build_event("MODIFIED", _at("10")) is False  # the same version: the echo
+    assert store.on_build_event("MODIFIED", _at("9")) is False  # older
+    assert store.observe_build(build("b").model_validate(_at("10"))) is False
+    assert store.changes == changes
+    assert store.on_build_event("MODIFIED", _at("11", phase="Assigned", worker="w", attempt=1)) is True
+    assert store.changes == changes + 1
+    assert [b.status.phase for b in store.snapshot(T0).builds] == ["Assigned"]
+
+
+def test_every_change_to_the_cache_is_counted_once() -> None:
+    store = Store()
+    b = build("b")
+    store.observe_build(b)
+    store.observe_worker(worker("w"))
+    start = store.changes
+    store.forget_build(b.namespace, b.name, b.uid)
+    store.forget_build(b.namespace, b.name, b.uid)  # known already
+    store.forget_worker("w")
+    store.forget_worker("w")
+    store.credentials_checked("u")
+    store.credentials_checked("u")
+    assert store.changes == start + 3

@@ -10,6 +10,7 @@ The snapshot must be complete (every Build and Worker the operator serves, e.g. 
 a plan made from part of the cluster could count a busy worker as free.
 """
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -118,9 +119,12 @@ class Plan:
     expired: list[Build] = field(default_factory=list)
 
 
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
 def queue_order(build: Build) -> tuple[int, str, datetime, str, str]:
     # creationTimestamp has one-second resolution; queuedAt (set on admission) orders within a second.
-    queued = build.status.queued_at or datetime.max.replace(tzinfo=UTC)
+    queued = build.status.queued_at or _NEVER
     return (-build.spec.priority, build.created, queued, build.namespace, build.name)
 
 
@@ -191,7 +195,8 @@ def schedule(snapshot: Snapshot) -> Plan:
         for res in view.live:
             held_for.setdefault(BuildRef(res.namespace, res.name), []).append((view, res))
     # Builds asking for the same platform and labels fit the same workers: match each demand once, and
-    # keep only the workers still open for it (free slots only go down during a cycle).
+    # keep the workers still open for it in a heap by preference (free slots only go down during a
+    # cycle), so a cycle costs O((builds + workers) log workers), not builds x workers.
     fitting: dict[str, _Fit] = {}
     for build in queue:
         admitted = admissible(build, snapshot.checked)
@@ -204,15 +209,16 @@ def schedule(snapshot: Snapshot) -> Plan:
         if demand not in fitting:
             fits = [v for v in views.values() if eligible(v.worker, build)]
             ready = [v for v in fits if v.schedulable]
-            fitting[demand] = _Fit(fits, ready, ready)
+            open_ = [(_preference(v, free[v.worker.name]), v) for v in ready]
+            heapq.heapify(open_)
+            fitting[demand] = _Fit(fits, ready, open_)
         fit = fitting[demand]
         resumed = _in_flight_reservation(build, held_for.get(BuildRef(build.namespace, build.name), []))
         if resumed is not None:
             plan.assignments.append(Assignment(build, resumed, resumed_attempt(build), already_reserved=True))
             continue
-        fit.open = [v for v in fit.open if free[v.worker.name] > 0]
-        if fit.open:
-            best = min(fit.open, key=lambda v: _preference(v, free[v.worker.name]))
+        best = _best_open(fit, free)
+        if best is not None:
             free[best.worker.name] -= 1  # an unadmitted build holds its slot until it is admitted
             if admitted:
                 plan.assignments.append(Assignment(build, best.worker.name, resumed_attempt(build), False))
@@ -290,7 +296,26 @@ def ttl_expired(build: Build, now: datetime) -> bool:
 class _Fit:
     fits: list[WorkerView]  # could ever run the demand
     ready: list[WorkerView]  # ... and are Ready and not cordoned
-    open: list[WorkerView]  # ... and had a free slot when last looked at
+    # ... and had a free slot when last looked at: a heap of (preference, view), see _best_open
+    open: list[tuple[tuple[int, int, int, str], WorkerView]]
+
+
+def _best_open(fit: _Fit, free: dict[str, int]) -> WorkerView | None:
+    """The preferred worker that still has a free slot, as min(_preference) over the open workers would
+    choose. A key in the heap was computed when the worker had at least as many free slots as now, so it
+    is never worse than the truth: refreshing the top until its key is current finds the true best."""
+    heap = fit.open
+    while heap:
+        key, view = heap[0]
+        left = free[key[3]]
+        if left <= 0:
+            heapq.heappop(heap)
+            continue
+        current = _preference(view, left)
+        if current == key:
+            return view
+        heapq.heapreplace(heap, (current, view))
+    return None
 
 
 def _demand(build: Build) -> str:

@@ -26,6 +26,14 @@ def queued(build: Build, now: datetime) -> BuildStatus:
     return status
 
 
+def wait_is_news(build: Build, reason: str) -> bool:
+    """Whether a build that must wait should be written Pending with `reason`: a new build, or a pending
+    one whose reason changed. Not again while the reason stays the same (the message's details, such as a
+    count of workers, may lag), so a long queue costs no write, and no work, per cycle."""
+    status = build.status
+    return status.phase is None or (status.phase == BuildPhase.PENDING and status.reason != reason)
+
+
 def waiting(build: Build, reason: str, message: str, now: datetime) -> BuildStatus:
     """Pending for the reason given (e.g. WorkerBusy); a new build enters the queue with it."""
     status = _next(build, BuildPhase.PENDING, reason, message, ConditionStatus.FALSE, now)

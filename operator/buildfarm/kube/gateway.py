@@ -4,7 +4,7 @@ every write of state that matters is conditional on the resourceVersion the call
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,23 +53,31 @@ class Gateway:
 
     def list_builds(self, namespace: str | None = None, field_selector: str | None = None) -> list[Build]:
         """Every build (of `namespace`, or all), read in pages so no single call is huge or slow."""
+        return [build for page in self.build_pages(namespace, field_selector) for build in page]
+
+    def build_pages(
+        self, namespace: str | None = None, field_selector: str | None = None
+    ) -> Iterator[list[Build]]:
+        """The builds of `namespace` (or all), one page at a time: a caller that keeps only part of each
+        (the operator's cache) never holds every raw object of a large farm at once."""
         where = namespace or "all namespaces"
         extra: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
         if namespace:
-            items = self._paged(
+            pages = self._pages(
                 f"list builds in {where}",
                 lambda **kw: self._custom.list_namespaced_custom_object(
                     c.GROUP, c.VERSION, namespace, c.BUILD_PLURAL, **extra, **kw
                 ),
             )
         else:
-            items = self._paged(
+            pages = self._pages(
                 f"list builds in {where}",
                 lambda **kw: self._custom.list_cluster_custom_object(
                     c.GROUP, c.VERSION, c.BUILD_PLURAL, **extra, **kw
                 ),
             )
-        return [Build.model_validate(item) for item in items]
+        for items in pages:
+            yield [Build.model_validate(item) for item in items]
 
     def write_build_status(self, build: Build, status: BuildStatus) -> Build:
         """Replace the build's status if nobody changed the build since `build` was read (else Conflict)."""
@@ -148,7 +156,9 @@ class Gateway:
 
     def _paged(self, what: str, call: Callable[..., Any]) -> list[dict[str, Any]]:
         """All items of a LIST, PAGE_SIZE at a time; each page is one call with the gateway's timeout."""
-        items: list[dict[str, Any]] = []
+        return [item for page in self._pages(what, call) for item in page]
+
+    def _pages(self, what: str, call: Callable[..., Any]) -> Iterator[list[dict[str, Any]]]:
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"limit": PAGE_SIZE, "_request_timeout": self.timeout}
@@ -156,10 +166,10 @@ class Gateway:
                 kwargs["_continue"] = token
             with classified(what):
                 body = call(**kwargs)
-            items.extend(body.get("items") or [])
+            yield body.get("items") or []
             token = (body.get("metadata") or {}).get("continue")
             if not token:
-                return items
+                return
 
     # Secrets and events
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 import kopf
 
 from buildfarm import constants as c
+from buildfarm.kube.gateway import PAGE_SIZE
 from buildfarm.settings import PEERING_PRIORITY_MAX, OperatorSettings
 from buildfarm.telemetry import logs
 
@@ -40,6 +41,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     watching.server_timeout = settings.watch_server_timeout
     watching.client_timeout = settings.watch_client_timeout
     watching.connect_timeout = settings.connect_timeout
+    # kopf's initial LIST in pages, as the gateway's: one response of every object of a large farm was the
+    # operator's largest allocation at start, and Python keeps much of such a peak as RSS.
+    watching.chunk_size = PAGE_SIZE
 
     kopf_settings.peering.standalone = settings.standalone
     kopf_settings.peering.name = settings.peering_name

@@ -83,14 +83,14 @@ def register(
         log.debug(
             "Build event %s for %s/%s", type, namespace, name, extra=about(namespace=namespace, name=name)
         )
-        store.on_build_event(type, dict(body))
-        scheduler.kick()
+        if store.on_build_event(type, dict(body)):
+            scheduler.kick()
 
     @on.event(c.GROUP, c.VERSION, c.WORKER_PLURAL, id="watch-workers", registry=registry)
     async def worker_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         log.debug("Worker event %s for %s", type, body.metadata.name, extra=about(worker=body.metadata.name))
-        store.on_worker_event(type, dict(body))
-        scheduler.kick()
+        if store.on_worker_event(type, dict(body)):
+            scheduler.kick()
 
     # No kopf `timeout=` here: kopf would stop retrying after it and the build would never be queued.
     # Each invocation is bounded instead, and transient failures are retried for as long as they last;

@@ -33,13 +33,10 @@ class Reporter:
         return written
 
     def waiting(self, build: Build, reason: str, message: str) -> Build | None:
-        """Write a new or pending build Pending with why it waits, once per reason: not again while the
-        reason stays the same (the message's details, such as a count of workers, may lag). The build
-        as written, or None if nothing was written. Cosmetic for a pending build: a lost race is fine,
-        the next cycle says it again."""
-        if build.status.phase not in (None, BuildPhase.PENDING) or (
-            build.status.phase is not None and build.status.reason == reason
-        ):
+        """Write a new or pending build Pending with why it waits, once per reason (see
+        transitions.wait_is_news). The build as written, or None if nothing was written. Cosmetic for a
+        pending build: a lost race is fine, the next cycle says it again."""
+        if not transitions.wait_is_news(build, reason):
             return None
         try:
             written = self.gateway.write_build_status(

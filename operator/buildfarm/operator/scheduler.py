@@ -11,13 +11,14 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from buildfarm.api.builds import Build
 from buildfarm.api.workers import READY, Worker
+from buildfarm.domain import transitions
 from buildfarm.domain.scheduling import Assignment, Plan, Snapshot, WaitReason, admission_overdue, schedule
 from buildfarm.errors import BuildfarmError, Conflict, NotFound, PermanentError, TransientError
 from buildfarm.kube.gateway import Gateway
@@ -91,6 +92,7 @@ class Scheduler:
     async def run(self) -> None:
         try:
             while True:
+                changes = self.store.changes
                 try:
                     with metrics.SCHEDULING_CYCLE.time():
                         transient = await self.cycle()
@@ -103,6 +105,8 @@ class Scheduler:
                     asyncio.get_running_loop().call_later(delay, self.kick)
                 else:
                     self._failures = 0
+                if self.store.changes != changes:
+                    self.kick()  # the cycle's own writes, or events meanwhile: plan again from them
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.resync_seconds)
                 self._wake.clear()
@@ -132,8 +136,13 @@ class Scheduler:
         transient |= await self._guard_all(
             [(self._assign, group, plan.workers[name].worker, snapshot) for name, group in by_worker.items()]
         )
+        # Only the builds whose wait is news: the rest of a long queue costs nothing per cycle.
         transient |= await self._guard_all(
-            [(self._wait, waiting.build, waiting.reason, waiting.message) for waiting in plan.waiting]
+            [
+                (self._wait, waiting.build, waiting.reason, waiting.message)
+                for waiting in plan.waiting
+                if transitions.wait_is_news(waiting.build, waiting.reason)
+            ]
         )
         for view in plan.workers.values():
             if view.stale or view.worker.status.active_builds != view.load:
@@ -203,23 +212,27 @@ class Scheduler:
     def _sync(self) -> None:
         """The initial LIST: until it is merged, the store may lack busy builds and reservations' builds."""
         namespaces: list[str | None] = [*sorted(self.store.namespaces)] if self.store.namespaces else [None]
-        builds = [b for ns in namespaces for b in self.gateway.list_builds(ns)]
-        workers = self.gateway.list_workers()
-        self.store.merge_listing(builds, workers)
-        log.info("Listed %d build(s) and %d worker(s); scheduling starts", len(builds), len(workers))
+        # A page at a time: the cache keeps a compact copy of each build, never every raw object at once.
+        builds = (b for ns in namespaces for page in self.gateway.build_pages(ns) for b in page)
+
+        def workers() -> Iterator[Worker]:  # listed after the builds, as before
+            yield from self.gateway.list_workers()
+
+        listed, listed_workers = self.store.merge_listing(builds, workers())
+        log.info("Listed %d build(s) and %d worker(s); scheduling starts", listed, listed_workers)
 
     async def _guard_all(self, steps: Sequence[tuple[Any, ...]]) -> bool:
         """Run (step, *args) tuples, at most IN_FLIGHT at once; True if any failed transiently."""
-        if not steps:
-            return False
-        slots = asyncio.Semaphore(IN_FLIGHT)
+        pending = iter(steps)
+        failed = False
 
-        async def bounded(step: Callable[..., object], *args: Any) -> bool:
-            async with slots:
-                return await self._guard(step, *args)
+        async def runner() -> None:  # IN_FLIGHT runners share one iterator: no coroutine per step
+            nonlocal failed
+            for step, *args in pending:
+                failed |= await self._guard(step, *args)
 
-        results = await asyncio.gather(*(bounded(*step) for step in steps))
-        return any(results)
+        await asyncio.gather(*(runner() for _ in range(min(IN_FLIGHT, len(steps)))))
+        return failed
 
     async def _guard(self, step: Callable[..., object], *args: Any) -> bool:
         """Run one blocking step in a thread with a deadline; classify what it raises."""

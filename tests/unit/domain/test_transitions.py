@@ -46,6 +46,24 @@ def test_waiting_then_assigned_moves_the_transition_time_once() -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "phase", "current_reason", "reason", "news"),
+    [
+        ("a new build is written Pending", None, "", "WorkerBusy", True),
+        ("a pending build whose reason changed", "Pending", "WorkerBusy", "NoMatchingWorker", True),
+        ("the same reason again: no write", "Pending", "WorkerBusy", "WorkerBusy", False),
+        ("an assigned build does not wait", "Assigned", "Assigned", "WorkerBusy", False),
+        ("a finished build does not wait", "Failed", "BuildFailed", "WorkerBusy", False),
+    ],
+)
+def test_wait_is_news_once_per_reason(
+    name: str, phase: str | None, current_reason: str, reason: str, news: bool
+) -> None:
+    b = build("b", phase=phase)
+    b = b.model_copy(update={"status": b.status.model_copy(update={"reason": current_reason})})
+    assert transitions.wait_is_news(b, reason) is news, name
+
+
+@pytest.mark.parametrize(
     ("name", "phase", "target"),
     [
         ("a finished build cannot be failed again", "Succeeded", BuildPhase.FAILED),
