@@ -39,7 +39,8 @@ IN_FLIGHT = 8
 STEP_THREADS = IN_FLIGHT + 2  # a timed-out step keeps its thread until its own API timeout ends it
 # Threads that post the Assigned Events. An Event is a courtesy that follows the binding write: posted off
 # the assignment's path, it no longer delays the next assignment to the same worker, or the next cycle.
-EVENT_THREADS = 2
+# With 2, both were busy for the whole of a large backlog (py-spy) and capped it; 4 keep up.
+EVENT_THREADS = 4
 # Events waiting to be posted at most; beyond that, assignments wait for them (bounded memory, and a stop
 # that posts what is pending in bounded time).
 EVENTS_PENDING = 64
