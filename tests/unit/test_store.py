@@ -104,3 +104,18 @@ def test_every_change_to_the_cache_is_counted_once() -> None:
     store.credentials_checked("u")
     store.credentials_checked("u")
     assert store.changes == start + 3
+
+
+def test_the_cache_keeps_no_log_tail_or_artifacts() -> None:
+    """Only the agent writes them, the operator's writes leave them alone, and a log tail alone can be
+    16 KiB per build."""
+    store = Store()
+    body = _at("10", phase="Running", worker="w", attempt=1)
+    body["status"]["logTail"] = "x" * 16384
+    body["status"]["artifacts"] = [{"name": "app.ipa", "size": 1, "sha256": "0" * 64, "location": "s3://a/b"}]
+    store.on_build_event("ADDED", body)
+    written = build("b").model_validate(_at("11", phase="Running", worker="w", attempt=1))
+    written = written.model_copy(update={"status": written.status.model_copy(update={"log_tail": "y"})})
+    store.observe_build(written)  # the answer to a write
+    [cached] = store.snapshot(T0).builds
+    assert (cached.status.log_tail, cached.status.artifacts, cached.resource_version) == ("", [], "11")

@@ -60,6 +60,11 @@ WAIT_REASONS: Final = (
     "Forbidden",
 )
 
+# Status fields only the worker agent writes (they can be large: a log tail of up to 16 KiB, up to 64
+# artifacts). The operator neither keeps them in its cache nor sends them in its status writes, which
+# therefore leave them as they are.
+AGENT_STATUS_FIELDS: Final = ("logTail", "artifacts")
+
 # Fields a user may still change after creation; every other spec field is immutable.
 MUTABLE_SPEC_FIELDS: Final = ("cancel", "ttlSecondsAfterFinished")
 

@@ -4,7 +4,7 @@ every write of state that matters is conditional on the resourceVersion the call
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -79,8 +79,12 @@ class Gateway:
         for items in pages:
             yield [Build.model_validate(item) for item in items]
 
-    def write_build_status(self, build: Build, status: BuildStatus) -> Build:
-        """Replace the build's status if nobody changed the build since `build` was read (else Conflict)."""
+    def write_build_status(self, build: Build, status: BuildStatus, *, leave: Collection[str] = ()) -> Build:
+        """Replace the build's status if nobody changed the build since `build` was read (else Conflict).
+        `leave`: status fields (by their API names) not sent, so they stay as they are."""
+        sent = status.to_api()
+        for name in leave:
+            sent.pop(name, None)
         with classified(f"update build {build.namespace}/{build.name}"):
             body = self._custom.patch_namespaced_custom_object_status(
                 c.GROUP,
@@ -88,7 +92,7 @@ class Gateway:
                 build.namespace,
                 c.BUILD_PLURAL,
                 build.name,
-                _guarded(build.resource_version, status.to_api()),
+                _guarded(build.resource_version, sent),
                 _request_timeout=self.timeout,
             )
         return Build.model_validate(body)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from buildfarm.api.builds import Build
+from buildfarm.api.builds import AGENT_STATUS_FIELDS, Build
 from buildfarm.api.workers import Reservation, Worker
 from buildfarm.domain import transitions
 from buildfarm.domain.reservations import can_roll_forward
@@ -143,7 +143,9 @@ class Assigner:
                 return self._lost(build, worker_name, attempt, held=held)
             try:
                 bound = self.gateway.write_build_status(
-                    build, transitions.assigned(build, worker_name, attempt, self.clock())
+                    build,
+                    transitions.assigned(build, worker_name, attempt, self.clock()),
+                    leave=AGENT_STATUS_FIELDS,
                 )
                 return Outcome(Result.ASSIGNED, bound, wrote=True)
             except Conflict:

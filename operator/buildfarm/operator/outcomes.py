@@ -1,12 +1,13 @@
 """What users see: the status writes and Events for a build that is queued, waits, is assigned, fails or is
-cancelled. Every write is conditional on the resourceVersion read; Events are posted only by the writer
-that won, so several operators never duplicate them."""
+cancelled. Every write is conditional on the resourceVersion read, and leaves the agent's fields (log tail,
+artifacts) as they are; Events are posted only by the writer that won, so several operators never
+duplicate them."""
 
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from buildfarm.api.builds import ACTIVE_PHASES, Build, BuildPhase
+from buildfarm.api.builds import ACTIVE_PHASES, AGENT_STATUS_FIELDS, Build, BuildPhase
 from buildfarm.domain import transitions
 from buildfarm.domain.phases import is_terminal
 from buildfarm.errors import BuildfarmError, Conflict, NotFound, TransientError
@@ -28,7 +29,9 @@ class Reporter:
     def queued(self, build: Build) -> Build:
         """Put a new build into the queue (phase Pending, reason Queued), e.g. by hand or in tests; the
         scheduler itself writes a new build Pending only with the reason it must wait."""
-        written = self.gateway.write_build_status(build, transitions.queued(build, self.clock()))
+        written = self.gateway.write_build_status(
+            build, transitions.queued(build, self.clock()), leave=AGENT_STATUS_FIELDS
+        )
         self._event(written, NORMAL, "Queued", "Queue", written.status.message)
         return written
 
@@ -40,7 +43,7 @@ class Reporter:
             return None
         try:
             written = self.gateway.write_build_status(
-                build, transitions.waiting(build, reason, message, self.clock())
+                build, transitions.waiting(build, reason, message, self.clock()), leave=AGENT_STATUS_FIELDS
             )
         except (Conflict, NotFound):
             return None
@@ -82,7 +85,7 @@ class Reporter:
                 return
             status = transitions.worker_lost(build, why, self.clock())
             try:
-                written = self.gateway.write_build_status(build, status)
+                written = self.gateway.write_build_status(build, status, leave=AGENT_STATUS_FIELDS)
             except Conflict:
                 build = self.gateway.get_build(build.namespace, build.name)
                 continue
@@ -136,7 +139,7 @@ class Reporter:
                 return  # finished, or moved on since the plan: whoever moved it owns it now
             status = transitions.finished(build, phase, reason, message, self.clock())
             try:
-                written = self.gateway.write_build_status(build, status)
+                written = self.gateway.write_build_status(build, status, leave=AGENT_STATUS_FIELDS)
             except Conflict:
                 build = self.gateway.get_build(build.namespace, build.name)
                 continue

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from buildfarm.api.builds import Build
+from buildfarm.api.builds import AGENT_STATUS_FIELDS, Build
 from buildfarm.api.meta import Resource
 from buildfarm.api.workers import Worker
 from buildfarm.domain.scheduling import Snapshot
@@ -60,7 +60,7 @@ class Store:
         with self._lock:
             if _already_has(self._builds.get((metadata.get("namespace"), metadata.get("name"))), metadata):
                 return False
-        return self.observe_build(Build.model_validate(_compact(body)))
+        return self.observe_build(Build.model_validate(_without_agent_fields(_compact(body))))
 
     def on_worker_event(self, event_type: str | None, body: dict[str, Any]) -> bool:
         metadata = body["metadata"]
@@ -83,7 +83,7 @@ class Store:
             previous = self._builds.get(key)
             if build.uid in self._deleted or not _newer(previous, build):
                 return False
-            self._builds[key] = _compacted(build)
+            self._builds[key] = _without_agent_status(_compacted(build))
             self.changes += 1
             if build.status.phase is not None:
                 self._checked.discard(build.uid)  # admitted: the check is no longer needed
@@ -193,6 +193,22 @@ def _compact_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     if _LAST_APPLIED in annotations:
         kept["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
     return kept
+
+
+def _without_agent_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """A Build's body without the status fields only the agent writes (AGENT_STATUS_FIELDS): the operator
+    never reads them nor writes them back, and a log tail alone can be 16 KiB per build."""
+    status = body.get("status") or {}
+    if not any(name in status for name in AGENT_STATUS_FIELDS):
+        return body
+    return {**body, "status": {k: v for k, v in status.items() if k not in AGENT_STATUS_FIELDS}}
+
+
+def _without_agent_status(build: Build) -> Build:
+    status = build.status
+    if not status.log_tail and not status.artifacts:
+        return build
+    return build.model_copy(update={"status": status.model_copy(update={"log_tail": "", "artifacts": []})})
 
 
 R = TypeVar("R", bound=Resource)

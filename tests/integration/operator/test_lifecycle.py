@@ -78,11 +78,15 @@ def test_a_lost_workers_build_is_requeued_and_runs_elsewhere(
     with operator(farm, kubeconfig, tmp_path / "operator.log"):
         farm.build("b")
         wait_for("b on the first worker", lambda: farm.get_build("b").status.worker_name == first)
+        set_status(farm, "b", {"phase": "Running", "logTail": "compiling\n"})  # what the first agent wrote
         second = farm.worker("second", platforms=("ios",))
         lose(farm, first)
         wait_for("b on the second worker", lambda: farm.get_build("b").status.worker_name == second)
     b = farm.get_build("b")
     assert (b.status.phase, b.status.attempt) == ("Assigned", 2)
+    # The operator keeps no log tail in its cache, and its writes (the requeue, the new assignment)
+    # leave the agent's fields as they are.
+    assert b.status.log_tail == "compiling\n"
     assert ("Warning", "Requeued") in [(t, r) for t, r, _ in events_for(core_v1, farm.namespace, "b")]
     assert [r.name for r in farm.get_worker(first).status.reservations] == []
 
