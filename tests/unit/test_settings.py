@@ -404,6 +404,9 @@ def test_configure_kopf_applies_timeouts_peering_and_storage() -> None:
     assert isinstance(progress, RetriesOnlyProgressStorage)
     assert progress.prefix == "buildfarm.dev"
     assert isinstance(diffbase, NoDiffBaseStorage)
+    # Bounded memory at start on a large farm: kopf lists in pages and drops idle per-object tasks soon.
+    assert kopf_settings.watching.chunk_size == 500
+    assert kopf_settings.queueing.idle_timeout == 0.5
 
 
 def test_replicas_peer_with_distinct_priorities_unless_one_is_given() -> None:
