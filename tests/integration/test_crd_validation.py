@@ -268,6 +268,15 @@ def test_kubectl_shows_columns_categories_and_explain(
         _request_timeout=TIMEOUT,
     )
 
+    try:
+        check_kubectl_columns(kubeconfig, namespace, worker)
+    finally:  # Workers are cluster-scoped: a leftover would be a worker for every later test's operator
+        custom_objects.delete_cluster_custom_object(
+            c.GROUP, c.VERSION, c.WORKER_PLURAL, worker, _request_timeout=TIMEOUT
+        )
+
+
+def check_kubectl_columns(kubeconfig: str, namespace: str, worker: str) -> None:
     builds = kubectl(kubeconfig, "get", "builds.buildfarm.dev", "-n", namespace)
     header = builds.splitlines()[0].split()
     assert header == ["NAME", "PHASE", "PLATFORM", "WORKER", "ATTEMPT", "AGE"]

@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from buildfarm import constants as c
 from buildfarm.api.builds import PHASE_TRANSITIONS, WAIT_REASONS, BuildPhase
+from tests.conftest import discard_namespace
 from tests.support import inputs
 
 TIMEOUT: Final = 10
@@ -97,12 +98,14 @@ VALID: Final = [
 
 
 @pytest.fixture(scope="module")
-def shared_namespace(core_v1: CoreV1Api) -> Iterator[str]:
-    """One namespace for the many create calls of this module; every build gets a unique name."""
+def shared_namespace(core_v1: CoreV1Api, custom_objects: CustomObjectsApi) -> Iterator[str]:
+    """One namespace for the many create calls of this module; every build gets a unique name. Its
+    builds are deleted with it: with no controller-manager, deleting the namespace alone left them for
+    every later cluster-wide operator of the session to schedule."""
     body = V1Namespace(metadata=V1ObjectMeta(generate_name="hostile-"))
     name = core_v1.create_namespace(body, _request_timeout=TIMEOUT).metadata.name
     yield name
-    core_v1.delete_namespace(name, _request_timeout=TIMEOUT)
+    discard_namespace(core_v1, custom_objects, name)
 
 
 def build_body(spec: dict[str, Any]) -> dict[str, Any]:

@@ -76,10 +76,12 @@ def test_builds_wait_while_their_worker_is_gone_and_run_on_a_new_one(
     farm: Farm, kubeconfig: str, tmp_path: Path
 ) -> None:
     only = farm.worker("only")
+    # Only this test's workers fit: Workers are cluster-scoped, and other tests' may still exist.
+    mine = {"matchLabels": {"buildfarm.dev/test": farm.namespace}}
     with operators(1, kubeconfig, tmp_path, ["--namespace", farm.namespace]):
-        farm.build("first")
+        farm.build("first", workerSelector=mine)
         wait_for("first assigned", lambda: farm.phases().get("first") == "Assigned")
-        farm.build("second")
+        farm.build("second", workerSelector=mine)
         wait_for("second waits for a slot", lambda: farm.get_build("second").status.reason == "WorkerBusy")
 
         farm.delete_worker(only)
