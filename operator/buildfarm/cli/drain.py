@@ -123,8 +123,12 @@ class Drain:
         self._reported: set[Key] = set()
 
     def active(self) -> list[Build]:
+        """The builds on the worker now; each is reported when it leaves, also if that happens before
+        wait() or requeue_all() reads the worker again."""
         builds, _ = self.admin.list_worker_builds(self.worker)
-        return [b for b in builds if self._on_worker(b)]
+        active = [b for b in builds if self._on_worker(b)]
+        self._seen.update(key(b) for b in active)
+        return active
 
     def wait(self, seconds: int) -> list[Build]:
         """Wait up to `seconds` until no build is Assigned or Running on the worker; the ones still there."""

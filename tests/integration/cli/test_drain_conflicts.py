@@ -71,3 +71,21 @@ def test_a_racing_write_makes_the_drain_re_read_and_re_check(
         assert (result.was, result.attempt) == ("Running", 1)
         assert build.status.log_tail == "step 3 of 9\n", "the other writer's change was kept, not overwritten"
         assert build.status.reason == "Drained"
+
+
+def test_a_build_that_finishes_between_the_announcement_and_the_wait_is_reported(
+    farm: Farm, api_client: ApiClient
+) -> None:
+    """`drain` says which builds it waits for, then waits: a build that finishes in between was reported
+    as never there ("no builds were on it")."""
+    mac = farm.worker("mac")
+    farm.build("r")
+    drive(farm, "r", pending(), assigned(mac, 1), running())
+    drain = Drain(AdminGateway(api_client, TIMEOUT), mac, message="drained by a test")
+
+    assert [b.name for b in drain.active()] == ["r"]  # what the user is told it waits for
+    write_status(farm, "r", **finished("Succeeded"))
+    assert drain.wait(5) == []
+
+    assert [(left.build[1], left.phase) for left in drain.report.left] == [("r", "Succeeded")]
+    assert drain.report.summary() == f"drained worker {mac}: 0 requeued, 1 finished or left while waiting"
