@@ -36,7 +36,7 @@ def test_a_pending_build_is_cancelled(
     farm: Farm, core_v1: CoreV1Api, kubeconfig: str, tmp_path: Path
 ) -> None:
     with operators(1, kubeconfig, tmp_path, ["--namespace", farm.namespace]):
-        # No worker of this test's exists: it waits (other tests' Workers are cluster-wide, so it selects ours).
+        # No worker of this test's exists, so it waits (it selects ours: other tests' Workers may exist).
         farm.build("waiting", workerSelector={"matchLabels": {"buildfarm.dev/test": farm.namespace}})
         wait_for("queued", lambda: farm.get_build("waiting").status.reason == "NoMatchingWorker")
         cancel(farm, "waiting")
