@@ -330,7 +330,7 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-                if proc.returncode not in (0, -15):
+                if proc.returncode not in (0, -15) and traced is None:  # traced, it stops too slowly
                     print(f"  (operator exited with {proc.returncode}; log {log_path})")
 
     # Phases
