@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 # Retries of failed API calls inside kopf (seconds): short, bounded, and about a minute in total.
 API_ERROR_BACKOFFS: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
+# How long kopf keeps an object's task after its last event (see configure_kopf); kopf's default is 5 s.
 OBJECT_WORKER_IDLE_SECONDS: Final = 0.5
 # Pauses before a crashed watch-stream worker is restarted (seconds); kopf's default goes up to 10 minutes.
 QUEUE_ERROR_DELAYS: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0)
