@@ -48,7 +48,11 @@ class Agent:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float = STOP_TIMEOUT) -> int:
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # What the agent was doing is the only clue to why it did not stop.
+            raise AssertionError(f"the agent did not exit in {timeout}s; its log:\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

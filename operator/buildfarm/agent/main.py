@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # a type only: the gateways make the calls
 
 log = logging.getLogger(__name__)
+
+# The kernel may deliver SIGTERM to any of the agent's threads, but Python runs the handler only in the
+# main thread, and only when that thread next runs Python code: a main thread blocked in one long wait
+# would notice the signal when the wait ends (the capabilities interval, minutes). Short waits bound that.
+SIGNAL_POLL_SECONDS = 0.2
 
 
 def utcnow() -> datetime:
@@ -113,8 +119,11 @@ class Agent:
             settings.executor,
             worker.spec.capacity,
         )
-        while not self.stop.wait(settings.capabilities_interval_seconds):
-            self._report_capabilities()
+        next_report = time.monotonic() + settings.capabilities_interval_seconds
+        while not self.stop.wait(SIGNAL_POLL_SECONDS):
+            if time.monotonic() >= next_report:
+                self._report_capabilities()
+                next_report = time.monotonic() + settings.capabilities_interval_seconds
         supervisor.drain(settings.stop_grace_seconds, self.hurry)
         self.heartbeat.stop(release=True)
         if self.transfer is not None:

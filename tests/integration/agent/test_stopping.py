@@ -1,14 +1,25 @@
 """Stopping builds: cancel (the whole process group really gone), SIGTERM handback, grace for running
 builds, and a build taken away mid-run (killed, and nothing more written to it)."""
 
+import ctypes
 import signal
 from pathlib import Path
 
+import psutil
 import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from tests.support.agents import LONG, AgentFarm, ArchiveServer, assign, gone, patch_build, running_with_pids
+from tests.support.agents import (
+    LONG,
+    Agent,
+    AgentFarm,
+    ArchiveServer,
+    assign,
+    gone,
+    patch_build,
+    running_with_pids,
+)
 from tests.support.farm import Farm, wait_for
 
 
@@ -82,6 +93,28 @@ def test_sigterm_lets_a_running_build_finish(agents: AgentFarm, farm: Farm, arch
         assert agent.wait() == 0, agent.log()
 
     assert farm.get_build("b").status.phase == "Succeeded"
+
+
+def signal_another_thread(agent: Agent, sig: signal.Signals) -> None:
+    """Send `sig` to one of the agent's threads other than the main one, as the kernel may deliver a
+    signal sent to the process (glibc's tgkill; a process-directed kill picks the thread itself)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "tgkill"):
+        pytest.skip("needs glibc's tgkill to pick the thread a signal goes to")
+    others = [t.id for t in psutil.Process(agent.proc.pid).threads() if t.id != agent.proc.pid]
+    assert others, "the agent runs no thread besides the main one"
+    if libc.tgkill(agent.proc.pid, others[0], sig) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill failed")
+
+
+def test_sigterm_received_by_another_thread_stops_the_agent(agents: AgentFarm) -> None:
+    # CI once saw an agent notice its SIGTERM only 30 s later, when a SIGQUIT woke its main thread.
+    with agents.agent("mac") as agent:
+        wait_for("the agent to run", lambda: "is running" in agent.log())
+        signal_another_thread(agent, signal.SIGTERM)
+        assert agent.wait() == 0, agent.log()
+
+    assert "Received SIGTERM: taking no new builds" in agent.log()
 
 
 def test_a_reassigned_build_is_killed_and_never_written_again(
