@@ -9,20 +9,16 @@ scheduling steps run in threads, so every access holds a lock.
 import threading
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from buildfarm.api.builds import AGENT_STATUS_FIELDS, Build
+from buildfarm.api.builds import Build
 from buildfarm.api.meta import Resource
 from buildfarm.api.workers import Worker
 from buildfarm.domain.scheduling import Snapshot
+from buildfarm.operator.compaction import cached, cached_build, compact, without_agent_fields
 from buildfarm.telemetry import operator as metrics
 
 BuildKey = tuple[str, str]
-# Metadata the operator never reads but the API server sends with every object, growing with each writer:
-# managedFields, and kubectl's copy of the whole applied object. Dropped from the cache (about half of a
-# typical Build's size), never from what is written back (status writes carry only the status).
-_HEAVY_METADATA = "managedFields"
-_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # How many deleted uids to remember; plenty for the time a slot release takes.
 DELETED_REMEMBERED = 10_000
 
@@ -60,7 +56,7 @@ class Store:
         with self._lock:
             if _already_has(self._builds.get((metadata.get("namespace"), metadata.get("name"))), metadata):
                 return False
-        return self.observe_build(Build.model_validate(_without_agent_fields(_compact(body))))
+        return self.observe_build(Build.model_validate(without_agent_fields(compact(body))))
 
     def on_worker_event(self, event_type: str | None, body: dict[str, Any]) -> bool:
         metadata = body["metadata"]
@@ -73,7 +69,7 @@ class Store:
         with self._lock:
             if _already_has(self._workers.get(metadata.get("name")), metadata):
                 return False
-        return self.observe_worker(Worker.model_validate(_compact(body)))
+        return self.observe_worker(Worker.model_validate(compact(body)))
 
     def observe_build(self, build: Build) -> bool:
         """Record a build as read from the API (a watch event, a LIST or GET, or the answer to a write);
@@ -83,7 +79,7 @@ class Store:
             previous = self._builds.get(key)
             if build.uid in self._deleted or not _newer(previous, build):
                 return False
-            self._builds[key] = _without_agent_status(_compacted(build))
+            self._builds[key] = cached_build(build)
             self.changes += 1
             if build.status.phase is not None:
                 self._checked.discard(build.uid)  # admitted: the check is no longer needed
@@ -96,7 +92,7 @@ class Store:
             previous = self._workers.get(worker.name)
             if worker.uid in self._deleted or not _newer(previous, worker):
                 return False
-            self._workers[worker.name] = _compacted(worker)
+            self._workers[worker.name] = cached(worker)
             self.changes += 1
             metrics.worker_changed(previous if previous and previous.uid == worker.uid else None, worker)
             return True
@@ -176,46 +172,3 @@ def _newer(current: Resource | None, candidate: Resource) -> bool:
         return int(candidate.resource_version) > int(current.resource_version)
     except ValueError:
         return True
-
-
-def _compact(body: dict[str, Any]) -> dict[str, Any]:
-    """The body without the metadata the operator never reads (see _HEAVY_METADATA)."""
-    metadata = body.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
-    if _HEAVY_METADATA not in metadata and _LAST_APPLIED not in annotations:
-        return body
-    return {**body, "metadata": _compact_metadata(metadata)}
-
-
-def _compact_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    kept = {k: v for k, v in metadata.items() if k != _HEAVY_METADATA}
-    annotations = kept.get("annotations") or {}
-    if _LAST_APPLIED in annotations:
-        kept["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
-    return kept
-
-
-def _without_agent_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """A Build's body without the status fields only the agent writes (AGENT_STATUS_FIELDS): the operator
-    never reads them nor writes them back, and a log tail alone can be 16 KiB per build."""
-    status = body.get("status") or {}
-    if not any(name in status for name in AGENT_STATUS_FIELDS):
-        return body
-    return {**body, "status": {k: v for k, v in status.items() if k not in AGENT_STATUS_FIELDS}}
-
-
-def _without_agent_status(build: Build) -> Build:
-    status = build.status
-    if not status.log_tail and not status.artifacts:
-        return build
-    return build.model_copy(update={"status": status.model_copy(update={"log_tail": "", "artifacts": []})})
-
-
-R = TypeVar("R", bound=Resource)
-
-
-def _compacted(resource: R) -> R:
-    metadata = resource.metadata
-    if _HEAVY_METADATA not in metadata and _LAST_APPLIED not in (metadata.get("annotations") or {}):
-        return resource
-    return resource.model_copy(update={"metadata": _compact_metadata(metadata)})
