@@ -4,6 +4,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
+# Test processes for `make test`, each with its own control plane (pytest-xdist; files stay whole, so
+# module fixtures are shared as before). 1: one process, no xdist.
+JOBS ?= 3
 
 .PHONY: setup test lint unit integration stress load chaos bench bench-api bench-artifacts demo down crds clean kind-up kind-test kind-down
 
@@ -26,8 +29,8 @@ lint: setup ## ruff, mypy (strict), and the CRDs are up to date with the models
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/buildfarm dev crds --check
 
-test: lint ## Everything CI runs: lint, unit and integration tests (real etcd + kube-apiserver)
-	$(BIN)/pytest
+test: lint ## Everything CI runs: lint, unit and integration tests (real etcd + kube-apiserver; JOBS=n processes)
+	$(BIN)/pytest $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist loadfile)
 
 unit: setup
 	$(BIN)/pytest tests/unit
