@@ -120,7 +120,7 @@ cat <<MSG
 buildfarm works: three builds were submitted, ran on two agents, succeeded, and their artifacts were
 downloaded. The operator, the artifact service and the agents stop now; the control plane keeps running:
   export KUBECONFIG=$KUBECONFIG
-  kubectl describe build -n demo sample-ios-1       # conditions, Events (Queued, Assigned, ...)
+  kubectl describe build -n demo sample-ios-1       # conditions, Events (Assigned, Running, Succeeded)
   buildfarm list -n demo                             # or: kubectl get builds -n demo
   buildfarm retry sample-ios-1 -n demo               # a new build with the same spec, linked both ways
   buildfarm operator --standalone                    # run the operator again in the foreground
