@@ -8,12 +8,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from datetime import UTC, datetime
-from types import FrameType
 from typing import TYPE_CHECKING
 
-from buildfarm.agent import capabilities, leftovers
+from buildfarm.agent import capabilities, leftovers, signals
 from buildfarm.agent.executors.base import Executor
 from buildfarm.agent.executors.shell import ShellExecutor
 from buildfarm.agent.executors.tart import TartExecutor
@@ -35,10 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The kernel may deliver SIGTERM to any of the agent's threads, but Python runs the handler only in the
-# main thread, and only when that thread next runs Python code: a main thread blocked in one long wait
-# would notice the signal when the wait ends (the capabilities interval, minutes). Short waits bound that.
-SIGNAL_POLL_SECONDS = 0.2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 def utcnow() -> datetime:
@@ -81,7 +76,8 @@ class Agent:
         self.stop = threading.Event()
         self.hurry = threading.Event()
 
-    def signal(self, signum: int, _frame: FrameType | None) -> None:
+    def signal(self, signum: int) -> None:
+        """A stop signal, as relayed by agent/signals.py (on its own thread, never in a signal handler)."""
         if signum == signal.SIGQUIT or self.stop.is_set():
             log.info("Received %s: handing back all builds now.", signal.Signals(signum).name)
             self.hurry.set()
@@ -119,11 +115,8 @@ class Agent:
             settings.executor,
             worker.spec.capacity,
         )
-        next_report = time.monotonic() + settings.capabilities_interval_seconds
-        while not self.stop.wait(SIGNAL_POLL_SECONDS):
-            if time.monotonic() >= next_report:
-                self._report_capabilities()
-                next_report = time.monotonic() + settings.capabilities_interval_seconds
+        while not self.stop.wait(settings.capabilities_interval_seconds):
+            self._report_capabilities()
         supervisor.drain(settings.stop_grace_seconds, self.hurry)
         self.heartbeat.stop(release=True)
         if self.transfer is not None:
@@ -143,6 +136,5 @@ class Agent:
 
 def run(settings: AgentSettings, api_client: ApiClient, lease_client: ApiClient) -> None:
     agent = Agent(settings, api_client, lease_client)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-        signal.signal(signum, agent.signal)
+    signals.relay(STOP_SIGNALS, agent.signal)
     agent.run()
