@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 def relay(signums: Iterable[int], handle: Callable[[int], None]) -> None:
     """From now on, call `handle(signum)` on a thread named "signals" for each of `signums` this process
-    receives. Call it from the main thread (Python installs handlers only there), before the threads start."""
+    receives, whichever thread the kernel delivers it to. Call it from the main thread: Python installs
+    signal handlers and the wakeup fd only there."""
     wanted = frozenset(int(s) for s in signums)
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)  # the C handler must never block
